@@ -1,0 +1,458 @@
+//! The `stowage.io/*` pod annotations and their resolution into an effective [`Policy`].
+//!
+//! A pod opts in by carrying any `stowage.io/` annotation; `stowage.io/profile` picks the
+//! profile (default: `default`). Every other key overrides one profile setting for that pod.
+//! Unknown `stowage.io/` keys are errors, so a typo never silently does nothing.
+
+use std::{collections::BTreeMap, fmt};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::{
+    config::{Config, DEFAULT_PROFILE, Pool, Profile, Weights, is_label_value},
+    vocab::{LocalData, Quorum, Role, Spread, allowed_list, closest},
+};
+
+/// Prefix shared by every policy annotation.
+pub const PREFIX: &str = "stowage.io/";
+/// Profile name (opt-in).
+pub const PROFILE: &str = "stowage.io/profile";
+/// Replica-group identity.
+pub const GROUP: &str = "stowage.io/group";
+/// Number of voting members of the group.
+pub const MEMBERS: &str = "stowage.io/members";
+/// Zone spread: required | preferred | off.
+pub const ZONE_SPREAD: &str = "stowage.io/zone-spread";
+/// Node spread: required | preferred | off.
+pub const NODE_SPREAD: &str = "stowage.io/node-spread";
+/// Quorum guard: zone | off.
+pub const QUORUM: &str = "stowage.io/quorum";
+/// Local-data affinity: require | prefer | off.
+pub const LOCAL_DATA: &str = "stowage.io/local-data";
+/// Role: primary | replica.
+pub const ROLE: &str = "stowage.io/role";
+/// Dedicated pool name.
+pub const POOL: &str = "stowage.io/pool";
+
+/// The label the webhook stamps with the group name so selectors can match members.
+pub const GROUP_LABEL: &str = "stowage.io/group";
+/// Fallback group source: the standard instance label.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// Every annotation key the policy understands.
+pub const KEYS: &[&str] = &[PROFILE, GROUP, MEMBERS, ZONE_SPREAD, NODE_SPREAD, QUORUM, LOCAL_DATA, ROLE, POOL];
+
+/// Largest accepted `stowage.io/members`.
+pub const MAX_MEMBERS: u32 = 999;
+
+/// One invalid annotation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A value outside a closed vocabulary.
+    #[error("annotation {key}: {value:?} is not allowed; allowed values: {allowed}")]
+    NotAllowed {
+        /// The annotation key.
+        key: &'static str,
+        /// The rejected value.
+        value: String,
+        /// The accepted values.
+        allowed: String,
+    },
+    /// A value of the wrong shape.
+    #[error("annotation {key}: {value:?} is not allowed; {expected}")]
+    Invalid {
+        /// The annotation key.
+        key: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What a valid value looks like.
+        expected: &'static str,
+    },
+    /// A `stowage.io/` key that means nothing.
+    #[error("annotation {key} is not a stowage policy key{hint}; known keys: {known}")]
+    UnknownKey {
+        /// The unknown key.
+        key: String,
+        /// A suggestion, if one is close.
+        hint: String,
+        /// The known keys.
+        known: String,
+    },
+    /// A name that refers to nothing in the config.
+    #[error("annotation {key}: {value:?} names no {what} in the stowage config; defined: {known}")]
+    Unknown {
+        /// The annotation key.
+        key: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What kind of thing was looked up.
+        what: &'static str,
+        /// The names that exist.
+        known: String,
+    },
+}
+
+/// Every annotation error of one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Errors(pub Vec<Error>);
+
+impl fmt::Display for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl std::error::Error for Errors {}
+
+/// Where a group's identity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSource {
+    /// The `stowage.io/group` annotation.
+    Annotation,
+    /// The controlling StatefulSet.
+    StatefulSet,
+    /// The `app.kubernetes.io/instance` label.
+    InstanceLabel,
+}
+
+/// A replica group: members share a namespace and a name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    /// Namespace of the members.
+    pub namespace: String,
+    /// Group name.
+    pub name: String,
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The effective policy of one opted-in pod: its profile with the pod's overrides applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy<'c> {
+    /// Profile name.
+    pub profile_name: String,
+    /// The profile itself.
+    pub profile: &'c Profile,
+    /// Group identity, if any could be derived.
+    pub group: Option<GroupKey>,
+    /// How the group was found.
+    pub group_source: Option<GroupSource>,
+    /// Name of the controlling StatefulSet, if any (for the member count).
+    pub statefulset: Option<String>,
+    /// Voting members given by annotation.
+    pub members: Option<u32>,
+    /// Zone spread.
+    pub zone_spread: Spread,
+    /// Node spread.
+    pub node_spread: Spread,
+    /// Quorum guard.
+    pub quorum: Quorum,
+    /// Local-data affinity.
+    pub local_data: LocalData,
+    /// The member's role, if known.
+    pub role: Option<Role>,
+    /// Dedicated pool (name and definition).
+    pub pool: Option<(String, &'c Pool)>,
+    /// Plugin weights.
+    pub weights: Weights,
+}
+
+impl Policy<'_> {
+    /// Largest number of voting members one zone may hold under the quorum guard:
+    /// floor((n-1)/2), so losing any one zone leaves a majority.
+    #[must_use]
+    pub fn max_per_zone(members: u32) -> u32 {
+        members.saturating_sub(1) / 2
+    }
+}
+
+/// True when the pod carries any `stowage.io/` annotation.
+#[must_use]
+pub fn opted_in(meta: &ObjectMeta) -> bool {
+    meta.annotations.as_ref().is_some_and(|a| a.keys().any(|k| k.starts_with(PREFIX)))
+}
+
+/// Resolves the effective policy of a pod. `Ok(None)` when the pod has not opted in.
+///
+/// # Errors
+/// Every invalid annotation of the pod, together.
+pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'c>>, Errors> {
+    let empty = BTreeMap::new();
+    let ann = meta.annotations.as_ref().unwrap_or(&empty);
+    if !ann.keys().any(|k| k.starts_with(PREFIX)) {
+        return Ok(None);
+    }
+    let mut errors = Vec::new();
+    for key in ann.keys().filter(|k| k.starts_with(PREFIX)) {
+        if !KEYS.contains(&key.as_str()) {
+            let hint = closest(key, KEYS).map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
+            errors.push(Error::UnknownKey { key: key.clone(), hint, known: KEYS.join(", ") });
+        }
+    }
+
+    let profile_name = ann.get(PROFILE).map_or(DEFAULT_PROFILE, String::as_str).to_owned();
+    let fallback = cfg.profiles.get(DEFAULT_PROFILE);
+    let profile = match cfg.profiles.get(&profile_name) {
+        Some(p) => Some(p),
+        None => {
+            errors.push(Error::Unknown {
+                key: PROFILE,
+                value: profile_name.clone(),
+                what: "profile",
+                known: cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+            None
+        }
+    };
+
+    let mut choice = |key: &'static str, allowed: &'static [&'static str]| -> Option<&str> {
+        let v = ann.get(key)?;
+        if allowed.contains(&v.as_str()) {
+            Some(v.as_str())
+        } else {
+            errors.push(Error::NotAllowed { key, value: v.clone(), allowed: allowed_list(allowed) });
+            None
+        }
+    };
+    let zone_spread = choice(ZONE_SPREAD, Spread::ALLOWED).and_then(Spread::parse);
+    let node_spread = choice(NODE_SPREAD, Spread::ALLOWED).and_then(Spread::parse);
+    let quorum = choice(QUORUM, Quorum::ALLOWED).and_then(Quorum::parse);
+    let local_data = choice(LOCAL_DATA, LocalData::ALLOWED).and_then(LocalData::parse);
+    let role_ann = choice(ROLE, Role::ALLOWED).and_then(Role::parse);
+
+    let members = match ann.get(MEMBERS) {
+        None => None,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_MEMBERS).contains(&n) && v.trim() == v => Some(n),
+            _ => {
+                errors.push(Error::Invalid {
+                    key: MEMBERS,
+                    value: v.clone(),
+                    expected: "expected a whole number from 1 to 999",
+                });
+                None
+            }
+        },
+    };
+
+    let statefulset = meta
+        .owner_references
+        .as_ref()
+        .and_then(|refs| {
+            refs.iter()
+                .find(|r| r.controller == Some(true) && r.kind == "StatefulSet" && r.api_version.starts_with("apps/"))
+        })
+        .map(|r| r.name.clone());
+    let (group_name, group_source) = match ann.get(GROUP) {
+        Some(g) if !g.is_empty() && is_label_value(g) => (Some(g.clone()), Some(GroupSource::Annotation)),
+        Some(g) => {
+            errors.push(Error::Invalid {
+                key: GROUP,
+                value: g.clone(),
+                expected: "expected a label value: 1 to 63 characters, alphanumeric with '-', '_' or '.' inside",
+            });
+            (None, None)
+        }
+        None => match (&statefulset, meta.labels.as_ref().and_then(|l| l.get(INSTANCE_LABEL))) {
+            (Some(sts), _) => (Some(sts.clone()), Some(GroupSource::StatefulSet)),
+            (None, Some(instance)) if !instance.is_empty() => {
+                (Some(instance.clone()), Some(GroupSource::InstanceLabel))
+            }
+            _ => (None, None),
+        },
+    };
+    let group = group_name
+        .map(|name| GroupKey { namespace: meta.namespace.clone().unwrap_or_else(|| "default".to_owned()), name });
+
+    let pool_name = ann.get(POOL).cloned().or_else(|| profile.and_then(|p| p.pool.clone()));
+    let pool = match pool_name {
+        Some(name) if !name.is_empty() => match cfg.pools.get(&name) {
+            Some(pool) => Some((name, pool)),
+            None => {
+                errors.push(Error::Unknown {
+                    key: POOL,
+                    value: name,
+                    what: "pool",
+                    known: if cfg.pools.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        cfg.pools.keys().cloned().collect::<Vec<_>>().join(", ")
+                    },
+                });
+                None
+            }
+        },
+        _ => None,
+    };
+
+    let role = role_ann.or_else(|| role_from_labels(meta, cfg));
+
+    if !errors.is_empty() {
+        return Err(Errors(errors));
+    }
+    let Some(profile) = profile.or(fallback) else {
+        return Ok(None);
+    };
+    Ok(Some(Policy {
+        profile_name,
+        profile,
+        group,
+        group_source,
+        statefulset,
+        members,
+        zone_spread: zone_spread.unwrap_or(profile.zone_spread),
+        node_spread: node_spread.unwrap_or(profile.node_spread),
+        quorum: quorum.unwrap_or(profile.quorum),
+        local_data: local_data.unwrap_or(profile.local_data),
+        role,
+        pool,
+        weights: cfg.weights_for(profile),
+    }))
+}
+
+/// The role read from the configured role labels (first present wins).
+#[must_use]
+pub fn role_from_labels(meta: &ObjectMeta, cfg: &Config) -> Option<Role> {
+    let labels = meta.labels.as_ref()?;
+    cfg.role_labels.iter().find_map(|key| labels.get(key)).map(|v| {
+        if cfg.primary_values.iter().any(|p| p.eq_ignore_ascii_case(v)) { Role::Primary } else { Role::Replica }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use proptest::prelude::*;
+
+    fn meta(ann: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some("db".into()),
+            annotations: Some(ann.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn cfg() -> Config {
+        Config::from_yaml(
+            "pools: {pg: {nodeSelector: {pool: pg}}}\nprofiles: {pg: {quorum: zone, zoneSpread: required}}\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pods_without_stowage_annotations_are_not_opted_in() {
+        let cfg = cfg();
+        assert_eq!(resolve(&meta(&[("other.io/x", "1")]), &cfg).unwrap(), None);
+        assert_eq!(resolve(&ObjectMeta::default(), &cfg).unwrap(), None);
+    }
+
+    #[test]
+    fn profile_defaults_apply_and_annotations_override() {
+        let cfg = cfg();
+        let p = resolve(&meta(&[(PROFILE, "pg"), (ZONE_SPREAD, "preferred"), (MEMBERS, "5")]), &cfg).unwrap().unwrap();
+        assert_eq!(p.quorum, Quorum::Zone);
+        assert_eq!(p.zone_spread, Spread::Preferred);
+        assert_eq!(p.members, Some(5));
+        let d = resolve(&meta(&[(QUORUM, "zone")]), &cfg).unwrap().unwrap();
+        assert_eq!(d.profile_name, "default");
+        assert_eq!(d.quorum, Quorum::Zone);
+    }
+
+    #[test]
+    fn every_bad_annotation_is_reported_with_key_value_and_allowed() {
+        let cfg = cfg();
+        let err = resolve(
+            &meta(&[
+                (PROFILE, "gold"),
+                (QUORUM, "rack"),
+                (MEMBERS, "0"),
+                ("stowage.io/zone-sprad", "x"),
+                (POOL, "nvme"),
+            ]),
+            &cfg,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 5, "{text}");
+        assert!(text.contains("stowage.io/quorum: \"rack\" is not allowed; allowed values: zone, off"), "{text}");
+        assert!(text.contains("stowage.io/profile: \"gold\" names no profile"), "{text}");
+        assert!(text.contains("stowage.io/members: \"0\""), "{text}");
+        assert!(text.contains("did you mean stowage.io/zone-spread?"), "{text}");
+        assert!(text.contains("stowage.io/pool: \"nvme\" names no pool in the stowage config; defined: pg"), "{text}");
+    }
+
+    #[test]
+    fn group_comes_from_annotation_then_statefulset_then_instance_label() {
+        let cfg = cfg();
+        let mut m = meta(&[(PROFILE, "pg")]);
+        m.labels = Some([(INSTANCE_LABEL.to_owned(), "inst".to_owned())].into());
+        assert_eq!(resolve(&m, &cfg).unwrap().unwrap().group.unwrap().name, "inst");
+        m.owner_references = Some(vec![OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            name: "pg-main".into(),
+            uid: "u".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }]);
+        let p = resolve(&m, &cfg).unwrap().unwrap();
+        assert_eq!(p.group, Some(GroupKey { namespace: "db".into(), name: "pg-main".into() }));
+        assert_eq!(p.group_source, Some(GroupSource::StatefulSet));
+        m.annotations.as_mut().unwrap().insert(GROUP.into(), "explicit".into());
+        assert_eq!(resolve(&m, &cfg).unwrap().unwrap().group_source, Some(GroupSource::Annotation));
+    }
+
+    #[test]
+    fn role_from_annotation_or_labels() {
+        let cfg = cfg();
+        let mut m = meta(&[(PROFILE, "pg")]);
+        m.labels = Some([("cnpg.io/instanceRole".to_owned(), "primary".to_owned())].into());
+        assert_eq!(resolve(&m, &cfg).unwrap().unwrap().role, Some(Role::Primary));
+        m.labels = Some([("spilo-role".to_owned(), "replica".to_owned())].into());
+        assert_eq!(resolve(&m, &cfg).unwrap().unwrap().role, Some(Role::Replica));
+        m.annotations.as_mut().unwrap().insert(ROLE.into(), "primary".into());
+        assert_eq!(resolve(&m, &cfg).unwrap().unwrap().role, Some(Role::Primary));
+    }
+
+    #[test]
+    fn quorum_arithmetic() {
+        assert_eq!(Policy::max_per_zone(3), 1);
+        assert_eq!(Policy::max_per_zone(4), 1);
+        assert_eq!(Policy::max_per_zone(5), 2);
+        assert_eq!(Policy::max_per_zone(1), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn any_annotation_values_resolve_or_fail_cleanly(
+            entries in proptest::collection::btree_map(
+                prop_oneof![Just(PROFILE.to_owned()), Just(QUORUM.to_owned()), Just(MEMBERS.to_owned()),
+                            Just(ZONE_SPREAD.to_owned()), Just(GROUP.to_owned()), "stowage\\.io/[a-z-]{1,12}"],
+                "\\PC{0,20}", 1..6)
+        ) {
+            let cfg = cfg();
+            let m = ObjectMeta { annotations: Some(entries.clone()), ..ObjectMeta::default() };
+            match resolve(&m, &cfg) {
+                Ok(Some(p)) => {
+                    // Every accepted value is one of the allowed spellings.
+                    if let Some(q) = entries.get(QUORUM) { prop_assert_eq!(p.quorum.as_str(), q.as_str()); }
+                    if let Some(n) = entries.get(MEMBERS) { prop_assert_eq!(p.members.map(|m| m.to_string()), Some(n.clone())); }
+                }
+                Ok(None) => prop_assert!(false, "stowage annotations always opt in"),
+                Err(errors) => {
+                    prop_assert!(!errors.0.is_empty());
+                    for e in &errors.0 {
+                        let text = e.to_string();
+                        prop_assert!(text.starts_with("annotation stowage.io/"), "{}", text);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! stowage-webhook
