@@ -1,1 +1,3 @@
-//! stowage-scheduler
+//! Stowage scheduler extender.
+
+pub mod snapshot;
