@@ -142,10 +142,11 @@ impl Snapshot {
                 // Lists printed by kubectl carry kind/apiVersion on every item; typed lists
                 // (e.g. `PodList`) may not, so the list kind names the item kind.
                 let mut item = item.clone();
-                if item.get("kind").is_none() && kind != "List" {
-                    if let Some(obj) = item.as_object_mut() {
-                        obj.insert("kind".into(), Value::String(kind.trim_end_matches("List").to_owned()));
-                    }
+                if item.get("kind").is_none()
+                    && kind != "List"
+                    && let Some(obj) = item.as_object_mut()
+                {
+                    obj.insert("kind".into(), Value::String(kind.trim_end_matches("List").to_owned()));
                 }
                 self.add_object(index, line, &format!(" items[{i}]"), item)?;
             }
