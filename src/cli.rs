@@ -1,0 +1,218 @@
+//! Command-line interface.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Stateful-aware placement for databases on Kubernetes: a scheduler extender and a mutating
+/// admission webhook steered by `stowage.io/*` pod annotations and a cluster config file.
+#[derive(Debug, Parser)]
+#[command(name = "stowage", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "STOWAGE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the extender and/or webhook servers.
+    Serve(Box<ServeArgs>),
+    /// Explain where the extender would place a pod (and what the webhook would inject first),
+    /// using a cluster snapshot instead of a live cluster.
+    Explain(ExplainArgs),
+    /// Print the JSON Patch the webhook would apply to a pod at creation.
+    Mutate(MutateArgs),
+    /// Certificate tooling.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Config file tooling.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Which servers `serve` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Component {
+    /// The scheduler extender (filter, prioritize, preempt, bind).
+    Extender,
+    /// The mutating admission webhook.
+    Webhook,
+}
+
+/// Arguments of `stowage serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Servers to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "extender,webhook", env = "STOWAGE_COMPONENTS")]
+    pub components: Vec<Component>,
+    /// Cluster config file (profiles, pools, weights); reloaded when it changes.
+    #[arg(long, env = "STOWAGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kubeconfig to use. Without it: in-cluster credentials, then $KUBECONFIG / ~/.kube/config.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Serve from a cluster snapshot file instead of a live cluster (no binding, no events).
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+    /// Extender listen address (plain HTTP; keep it on loopback next to the scheduler).
+    #[arg(long, default_value = "127.0.0.1:8888", env = "STOWAGE_EXTENDER_ADDR")]
+    pub extender_addr: SocketAddr,
+    /// Serve the extender over TLS with the same certificate as the webhook.
+    #[arg(long, env = "STOWAGE_EXTENDER_TLS")]
+    pub extender_tls: bool,
+    /// Webhook listen address (HTTPS).
+    #[arg(long, default_value = "0.0.0.0:8443", env = "STOWAGE_WEBHOOK_ADDR")]
+    pub webhook_addr: SocketAddr,
+    /// Admin listen address: /healthz, /readyz, /metrics, /debug/decisions (plain HTTP).
+    #[arg(long, default_value = "0.0.0.0:9090", env = "STOWAGE_ADMIN_ADDR")]
+    pub admin_addr: SocketAddr,
+    /// Directory holding tls.crt and tls.key (a mounted Secret); watched for rotation.
+    #[arg(long, env = "STOWAGE_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mTLS) on the TLS listeners.
+    #[arg(long, env = "STOWAGE_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// How often the certificate and config files are checked for changes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "STOWAGE_RELOAD_INTERVAL")]
+    pub reload_interval: Duration,
+    /// Namespaces the webhook never mutates (repeatable); its own namespace belongs here.
+    #[arg(long = "webhook-skip-namespace", env = "STOWAGE_WEBHOOK_SKIP_NAMESPACES", value_delimiter = ',')]
+    pub webhook_skip_namespaces: Vec<String>,
+    /// Webhook per-request timeout; keep it below the configuration's timeoutSeconds.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+    /// Extender per-request timeout; keep it below the scheduler's httpTimeout.
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    pub extender_timeout: Duration,
+    /// Largest accepted admission request body.
+    #[arg(long, default_value_t = 7 * 1024 * 1024)]
+    pub webhook_max_body_bytes: usize,
+    /// Largest accepted extender request body (full Node lists are big).
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    pub extender_max_body_bytes: usize,
+    /// Skip binding and events (dry placement); used with --snapshot automatically.
+    #[arg(long)]
+    pub no_bind: bool,
+}
+
+/// Arguments of `stowage explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Cluster snapshot (YAML as `kubectl get ... -o yaml` prints it).
+    #[arg(long)]
+    pub snapshot: PathBuf,
+    /// The pod to place (YAML or JSON), as it is before admission.
+    #[arg(long)]
+    pub pod: PathBuf,
+    /// Cluster config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Place the pod as given, without applying the webhook's mutation first.
+    #[arg(long)]
+    pub no_mutate: bool,
+}
+
+/// Output format of `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A readable report.
+    Text,
+    /// Machine-readable JSON.
+    Json,
+}
+
+/// Arguments of `stowage mutate`.
+#[derive(Debug, Args)]
+pub struct MutateArgs {
+    /// The pod (YAML or JSON), as it is before admission.
+    #[arg(long)]
+    pub pod: PathBuf,
+    /// Cluster config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Snapshot providing the owning StatefulSet's replica count (for minDomains).
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+    /// Namespace to assume when the pod names none.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+}
+
+/// `stowage certs ...`
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Generate a CA and a serving certificate; prints the base64 caBundle.
+    Generate(CertsGenerateArgs),
+}
+
+/// Arguments of `stowage certs generate`.
+#[derive(Debug, Args)]
+pub struct CertsGenerateArgs {
+    /// Output directory (ca.crt, ca.key, tls.crt, tls.key).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// DNS names for the serving certificate (repeatable).
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// IP addresses for the serving certificate (repeatable).
+    #[arg(long = "ip")]
+    pub ip: Vec<std::net::IpAddr>,
+    /// Validity of the serving certificate in days.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+}
+
+/// `stowage config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file and print every problem.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    stowage_policy::config::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration; expected e.g. 2s, 500ms, 1m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let cli = Cli::try_parse_from(["stowage", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("expected serve") };
+        assert_eq!(args.components, vec![Component::Extender, Component::Webhook]);
+        assert_eq!(args.webhook_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn snapshot_and_kubeconfig_conflict() {
+        assert!(Cli::try_parse_from(["stowage", "serve", "--snapshot", "a", "--kubeconfig", "b"]).is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! Stowage: stateful-aware placement for databases on Kubernetes.
+//!
+//! The binary wires the workspace crates together: [`stowage_policy`] (annotations and the
+//! cluster config), [`stowage_scheduler`] (the extender), [`stowage_webhook`] (admission) and
+//! [`stowage_certs`] (TLS). Each subcommand lives in its own module.
+
+pub mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command, ConfigCommand, LogFormat};
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Any failure of the command, to be printed by `main`.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config(ConfigCommand::Check { file }) => commands::config_check(&file),
+        Command::Serve(_) | Command::Explain(_) | Command::Mutate(_) | Command::Certs(_) => {
+            anyhow::bail!("not available yet")
+        }
+    }
+}
+
+/// Installs the tracing subscriber (`RUST_LOG` filters; default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
