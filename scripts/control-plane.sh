@@ -46,8 +46,8 @@ GOMOD
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
   # ./staging paths, which a dependent module ignores: derive the replace list from its go.mod.
   local gomod
-  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
-    python3 -c 'import sys, json; print(json.load(sys.stdin)["GoMod"])')
+  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  [[ -f "$gomod" ]] || { log "cannot locate go.mod of k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
   local m
   for m in $(grep -E '^\s+k8s\.io/\S+ v0\.0\.0$' "$gomod" | awk '{print $1}'); do
     go mod edit -replace="$m=$m@$staging"
