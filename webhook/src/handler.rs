@@ -1,0 +1,334 @@
+//! The HTTP edge: decode, decide, encode. Bad input gets a precise 4xx with a short JSON body
+//! (`{"code": .., "message": ".."}`), decided as early as possible: the method and
+//! `Content-Type` before the body is touched, `Content-Length` before it is buffered, and a body
+//! that grows past the limit as soon as it crosses it.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use axum::{
+    Router,
+    error_handling::HandleErrorLayer,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use stowage_policy::Config;
+use tower::{BoxError, ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
+use tower_http::trace::TraceLayer;
+use tracing::{debug, warn};
+
+use crate::{
+    admit::{AdmitContext, MemberSource, NoMembers, decide},
+    metrics::AdmissionMetrics,
+    review::{AdmissionReview, DecodeError, decode_request},
+};
+
+/// Request limits of the admission endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted body. Default 7 MiB (a large UPDATE carries two objects).
+    pub max_body_bytes: usize,
+    /// Time to read, decide and answer one review, body included. Default 2s; keep it below the
+    /// webhook configuration's `timeoutSeconds` so the apiserver gets an answer, not a timeout.
+    pub timeout: Duration,
+    /// Reviews served at once; more are refused with 503 instead of queueing. Default 512.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 7 * 1024 * 1024, timeout: Duration::from_secs(2), max_in_flight: 512 }
+    }
+}
+
+/// Everything the webhook's handlers share.
+pub struct WebhookState {
+    config: Arc<ArcSwap<Config>>,
+    members: Arc<dyn MemberSource>,
+    skip_namespaces: Vec<String>,
+    limits: Limits,
+    ready: AtomicBool,
+    metrics: AdmissionMetrics,
+}
+
+impl std::fmt::Debug for WebhookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookState")
+            .field("skip_namespaces", &self.skip_namespaces)
+            .field("limits", &self.limits)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookState {
+    /// A state reading the (hot-reloadable) config; not ready, no member source, no skipped
+    /// namespaces and default [`Limits`] until set.
+    #[must_use]
+    pub fn new(config: Arc<ArcSwap<Config>>, metrics: AdmissionMetrics) -> Self {
+        Self {
+            config,
+            members: Arc::new(NoMembers),
+            skip_namespaces: Vec::new(),
+            limits: Limits::default(),
+            ready: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// Sets where StatefulSet replica counts come from.
+    #[must_use]
+    pub fn with_members(mut self, members: Arc<dyn MemberSource>) -> Self {
+        self.members = members;
+        self
+    }
+
+    /// Sets the namespaces never mutated (the webhook's own belongs here).
+    #[must_use]
+    pub fn with_skip_namespaces(mut self, namespaces: Vec<String>) -> Self {
+        self.skip_namespaces = namespaces;
+        self
+    }
+
+    /// Sets the request limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Flips readiness (`/readyz`); the binary sets it once TLS and the config are loaded and
+    /// clears it first on shutdown.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `/readyz` answers 200.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The config handle, for reloading.
+    #[must_use]
+    pub fn config(&self) -> &Arc<ArcSwap<Config>> {
+        &self.config
+    }
+
+    /// The metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &AdmissionMetrics {
+        &self.metrics
+    }
+
+    /// The limits in force.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+}
+
+/// Why a request got no admission decision.
+#[derive(Debug, thiserror::Error)]
+pub enum Reject {
+    /// Not a POST.
+    #[error("method {0} is not allowed; use POST")]
+    Method(String),
+    /// Not `application/json`.
+    #[error("Content-Type must be application/json, got {0:?}")]
+    ContentType(String),
+    /// Body larger than the limit.
+    #[error("request body is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    /// The body could not be read (client went away, bad framing).
+    #[error("request body could not be read")]
+    BodyRead,
+    /// The body is not a usable review.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The review took longer than the timeout.
+    #[error("the review did not complete within {0:?}")]
+    Timeout(Duration),
+    /// Too many reviews in flight.
+    #[error("too many admission reviews in flight; retry")]
+    Overloaded,
+    /// The response could not be encoded.
+    #[error("internal error")]
+    Internal,
+}
+
+impl Reject {
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyRead | Self::Decode(_) => StatusCode::BAD_REQUEST,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A bounded label for metrics (one of [`crate::metrics::ERROR_REASONS`]).
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Method(_) => "method",
+            Self::ContentType(_) => "content_type",
+            Self::TooLarge(_) => "too_large",
+            Self::BodyRead => "body_read",
+            Self::Decode(e) => e.reason(),
+            Self::Timeout(_) => "timeout",
+            Self::Overloaded => "overloaded",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({"code": status.as_u16(), "message": self.to_string()});
+        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        if matches!(self, Self::Method(_)) {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        response
+    }
+}
+
+/// The webhook's routes: `POST /mutate`, `GET /healthz`, `GET /readyz`.
+pub fn router(state: Arc<WebhookState>) -> Router {
+    let limits = state.limits;
+    let metrics = state.metrics.clone();
+    let mutate = post(mutate).fallback(method_not_allowed).layer(
+        ServiceBuilder::new()
+            // Answer the failures of the layers below (timeout, overload) as JSON, and count them.
+            .layer(HandleErrorLayer::new(move |err: BoxError| {
+                let metrics = metrics.clone();
+                async move {
+                    let reject = if err.is::<tower::timeout::error::Elapsed>() {
+                        Reject::Timeout(limits.timeout)
+                    } else if err.is::<tower::load_shed::error::Overloaded>() {
+                        Reject::Overloaded
+                    } else {
+                        Reject::Internal
+                    };
+                    metrics.error(reject.reason());
+                    warn!(reason = reject.reason(), status = reject.status().as_u16(), "admission request failed");
+                    reject
+                }
+            }))
+            // Refuse at once when every slot is taken: queueing would spend the apiserver's timeout.
+            .load_shed()
+            // At most `max_in_flight` reviews at once, across all connections.
+            .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+            // Bound each review, reading the body included, below the webhook's timeoutSeconds.
+            .timeout(limits.timeout),
+    );
+    Router::new()
+        .route("/mutate", mutate)
+        // Trace admission requests; the probes below are added after it and stay out of traces.
+        .layer(TraceLayer::new_for_http())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<Arc<WebhookState>>) -> Response {
+    if state.is_ready() {
+        "ok".into_response()
+    } else {
+        let body = serde_json::json!({"code": 503, "message": "not ready"}).to_string();
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+async fn method_not_allowed(State(state): State<Arc<WebhookState>>, request: Request) -> Reject {
+    let reject = Reject::Method(request.method().to_string());
+    state.metrics.error(reject.reason());
+    reject
+}
+
+async fn mutate(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
+    let started = Instant::now();
+    match review(&state, request, started).await {
+        Ok(response) => response,
+        Err(reject) => {
+            state.metrics.error(reject.reason());
+            warn!(reason = reject.reason(), status = reject.status().as_u16(), "admission request rejected");
+            reject.into_response()
+        }
+    }
+}
+
+async fn review(state: &WebhookState, request: Request, started: Instant) -> Result<Response, Reject> {
+    check_content_type(request.headers())?;
+    let limit = state.limits.max_body_bytes;
+    if let Some(length) = request.headers().get(header::CONTENT_LENGTH) {
+        let length: u64 = length.to_str().ok().and_then(|s| s.parse().ok()).ok_or(Reject::BodyRead)?;
+        if length > limit as u64 {
+            return Err(Reject::TooLarge(limit));
+        }
+    }
+    let body = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| if e.is::<LengthLimitError>() { Reject::TooLarge(limit) } else { Reject::BodyRead })?;
+    let request = decode_request(&body.to_bytes())?;
+
+    let config = state.config.load();
+    let ctx = AdmitContext::new(&config).skip_namespaces(&state.skip_namespaces).members(state.members.as_ref());
+    let verdict = decide(&request, &ctx);
+
+    let response = &verdict.response;
+    let operations = response.operations();
+    state.metrics.review(verdict.outcome, request.is_dry_run(), started.elapsed().as_secs_f64(), operations);
+    let meta = request.object.as_ref().and_then(|o| o.get("metadata"));
+    let name = request
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .or_else(|| meta.and_then(|m| m.get("generateName")).and_then(|g| g.as_str()))
+        .unwrap_or_default();
+    debug!(
+        uid = %request.uid,
+        namespace = request.namespace.as_deref().unwrap_or_default(),
+        name,
+        outcome = verdict.outcome.as_str(),
+        allowed = response.allowed,
+        mutated = operations > 0,
+        operations,
+        dry_run = request.is_dry_run(),
+        "admission decision"
+    );
+
+    let body = serde_json::to_vec(&AdmissionReview::from_response(verdict.response)).map_err(|_| Reject::Internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Accepts `application/json` with any parameters (`; charset=utf-8`), case-insensitively.
+fn check_content_type(headers: &HeaderMap) -> Result<(), Reject> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(Reject::ContentType(String::new()));
+    };
+    let text = value.to_str().map_err(|_| Reject::ContentType(String::from_utf8_lossy(value.as_bytes()).into()))?;
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(Reject::ContentType(text.to_owned())) }
+}
