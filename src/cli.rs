@@ -160,6 +160,38 @@ pub struct MutateArgs {
 pub enum CertsCommand {
     /// Generate a CA and a serving certificate; prints the base64 caBundle.
     Generate(CertsGenerateArgs),
+    /// Create or renew the webhook's certificate Secrets in a cluster and write the caBundle
+    /// into the MutatingWebhookConfiguration (idempotent; run by the certs Job).
+    Install(CertsInstallArgs),
+}
+
+/// Arguments of `stowage certs install`.
+#[derive(Debug, Args)]
+pub struct CertsInstallArgs {
+    /// Namespace of the webhook Service and the Secrets.
+    #[arg(long, default_value = "stowage-system")]
+    pub namespace: String,
+    /// Name of the webhook Service (the certificate names it).
+    #[arg(long, default_value = "stowage-webhook")]
+    pub service: String,
+    /// Secret receiving tls.crt, tls.key and ca.crt (mounted by the webhook).
+    #[arg(long, default_value = "stowage-webhook-tls")]
+    pub secret: String,
+    /// Secret keeping the CA (never mounted by the webhook).
+    #[arg(long, default_value = "stowage-ca")]
+    pub ca_secret: String,
+    /// MutatingWebhookConfiguration whose caBundle to set.
+    #[arg(long, default_value = "stowage")]
+    pub webhook_configuration: String,
+    /// Validity of the serving certificate in days.
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// Renew the serving certificate when it expires within this long.
+    #[arg(long, default_value = "720h", value_parser = parse_duration)]
+    pub renew_before: Duration,
+    /// Kubeconfig (default: in-cluster, then $KUBECONFIG / ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Arguments of `stowage certs generate`.
@@ -190,7 +222,8 @@ pub enum ConfigCommand {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    stowage_policy::config::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration; expected e.g. 2s, 500ms, 1m"))
+    stowage_policy::config::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration; expected e.g. 2s, 500ms, 1m"))
 }
 
 #[cfg(test)]

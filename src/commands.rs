@@ -18,7 +18,13 @@ pub(crate) fn config_check(path: &Path) -> anyhow::Result<ExitCode> {
     match Config::from_yaml(&text) {
         Ok(cfg) => {
             let names: Vec<&str> = cfg.profiles.keys().map(String::as_str).collect();
-            println!("{}: ok ({} profile(s): {}; {} pool(s))", path.display(), names.len(), names.join(", "), cfg.pools.len());
+            println!(
+                "{}: ok ({} profile(s): {}; {} pool(s))",
+                path.display(),
+                names.len(),
+                names.join(", "),
+                cfg.pools.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(config::Error::Invalid(issues)) => {

@@ -4,24 +4,32 @@
 //! cluster config), [`stowage_scheduler`] (the extender), [`stowage_webhook`] (admission) and
 //! [`stowage_certs`] (TLS). Each subcommand lives in its own module.
 
+mod certs_cmd;
 pub mod cli;
 mod commands;
+mod kube_client;
 
 use std::process::ExitCode;
 
-use cli::{Cli, Command, ConfigCommand, LogFormat};
+use cli::{CertsCommand, Cli, Command, ConfigCommand, LogFormat};
 
 /// Runs a parsed command line.
 ///
 /// # Errors
 /// Any failure of the command, to be printed by `main`.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // kube and the TLS listeners share one explicit crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Config(ConfigCommand::Check { file }) => commands::config_check(&file),
-        Command::Serve(_) | Command::Explain(_) | Command::Mutate(_) | Command::Certs(_) => {
-            anyhow::bail!("not available yet")
-        }
+        Command::Certs(CertsCommand::Generate(args)) => certs_cmd::generate(&args),
+        Command::Certs(CertsCommand::Install(args)) => runtime()?.block_on(certs_cmd::install(&args)),
+        Command::Serve(_) | Command::Explain(_) | Command::Mutate(_) => anyhow::bail!("not available yet"),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 /// Installs the tracing subscriber (`RUST_LOG` filters; default `info`).
