@@ -36,7 +36,10 @@ fn config_check_prints_every_mistake() {
     assert!(out.contains("3 problem(s)"), "{out}");
     assert!(out.contains("profiles.pg.qos: \"gold\" is not allowed; allowed values: guaranteed, burstable"), "{out}");
     assert!(out.contains("profiles.pg.zoneSpred: unknown field (did you mean \"zoneSpread\"?)"), "{out}");
-    assert!(out.contains("profiles.pg.resources.default.requests.memory: \"2Gb\" is not a Kubernetes quantity"), "{out}");
+    assert!(
+        out.contains("profiles.pg.resources.default.requests.memory: \"2Gb\" is not a Kubernetes quantity"),
+        "{out}"
+    );
 }
 
 #[test]
