@@ -1,0 +1,3 @@
+//! Extender benchmarks (filled in below).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The extender protocol.
+
+pub mod v1;

@@ -1,0 +1,130 @@
+//! **Contention**: keep databases away from crowded and noisy nodes.
+//!
+//! Filter: the profile's density cap `{class, maxPerNode}` — opted-in pods on the node (bound and
+//! in flight) whose profile belongs to the same class — `count ≥ maxPerNode` is `Unschedulable`
+//! ([`DENSITY`]; preemption may free a slot).
+//!
+//! Score (always active for opted-in pods), 0..100:
+//!
+//! ```text
+//! u        = max(cpu_req_after / cpu_alloc, mem_req_after / mem_alloc)   clamped to 0..1
+//!            (req_after = requests of bound pods + in-flight placements + this pod;
+//!             zero allocatable counts as full)
+//! base     = 100 · (1 − u)                                   least-allocated style
+//! stateful = min(30, 10 · other opted-in pods on the node)   shared local disk, no IO isolation
+//! noisy    = min(20, 4 · pods without limits + 2 · BestEffort pods)
+//! pool     = +20 when the pod has a pool and the node matches its nodeSelector
+//! score    = clamp(base − stateful − noisy + pool, 0, 100)
+//! ```
+
+use std::sync::Arc;
+
+use crate::{
+    cache::Model,
+    framework::{
+        Code, FilterPlugin, MAX_NODE_SCORE, NodeView, PluginName, PodContext, Reason, ScorePlugin, Status, labels_match,
+    },
+};
+
+/// The node reached the pod's density cap.
+pub static DENSITY: Reason =
+    Reason { code: "density_cap", message: "node(s) reached the density cap of the pod's class" };
+
+/// Penalty per other stateful pod.
+pub const STATEFUL_PENALTY: i64 = 10;
+/// Cap of the stateful penalty.
+pub const STATEFUL_PENALTY_MAX: i64 = 30;
+/// Penalty per pod without limits.
+pub const NO_LIMITS_PENALTY: i64 = 4;
+/// Penalty per BestEffort pod.
+pub const BEST_EFFORT_PENALTY: i64 = 2;
+/// Cap of the noisy-neighbour penalty.
+pub const NOISY_PENALTY_MAX: i64 = 20;
+/// Bonus for a node of the pod's pool.
+pub const POOL_BONUS: i64 = 20;
+
+/// Per-cycle state.
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    /// `maxPerNode` and the profiles sharing the pod's density class.
+    pub density: Option<(u32, Vec<Arc<str>>)>,
+    /// The pod's pool node selector.
+    pub pool: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// PreFilter: resolves the density class and pool.
+#[must_use]
+pub fn pre_filter(_model: &Model, pod: &PodContext<'_>) -> State {
+    let density = pod.policy.profile.density.as_ref().map(|d| {
+        let profiles = pod
+            .config
+            .profiles
+            .iter()
+            .filter(|(_, p)| p.density.as_ref().is_some_and(|o| o.class == d.class))
+            .map(|(name, _)| Arc::from(name.as_str()))
+            .collect();
+        (d.max_per_node, profiles)
+    });
+    State { density, pool: pod.policy.pool.as_ref().map(|(_, p)| p.node_selector.clone()) }
+}
+
+impl State {
+    /// Pods of the density class on a node (bound and in flight).
+    #[must_use]
+    pub fn class_count(&self, node: &NodeView<'_>) -> u32 {
+        let Some((_, profiles)) = &self.density else { return 0 };
+        profiles
+            .iter()
+            .map(|p| {
+                node.agg.profile_count(p)
+                    + node.add.map_or(0, |a| a.profiles.iter().find(|(n, _)| n == p).map_or(0, |(_, c)| *c))
+            })
+            .sum()
+    }
+}
+
+/// The Contention plugin.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Contention;
+
+impl FilterPlugin for Contention {
+    const NAME: PluginName = PluginName::Contention;
+
+    fn filter(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
+        let st = &state.contention;
+        match &st.density {
+            Some((max, _)) if st.class_count(node) >= *max => Status::new(Code::Unschedulable, &DENSITY),
+            _ => Status::success(),
+        }
+    }
+}
+
+fn ratio_permille(used: i64, total: i64) -> i64 {
+    if total <= 0 { 1000 } else { (used.saturating_mul(1000) / total).clamp(0, 1000) }
+}
+
+impl ScorePlugin for Contention {
+    const NAME: PluginName = PluginName::Contention;
+
+    fn active(&self, _state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>) -> bool {
+        true
+    }
+
+    fn score(&self, state: &crate::framework::CycleState<'_>, pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
+        let add = node.add;
+        let cpu = node.agg.cpu_m + add.map_or(0, |a| a.cpu_m) + pod.resources.cpu_m;
+        let mem = node.agg.mem + add.map_or(0, |a| a.mem) + pod.resources.mem;
+        let u = ratio_permille(cpu, node.obj.alloc_cpu_m).max(ratio_permille(mem, node.obj.alloc_mem));
+        let base = MAX_NODE_SCORE * (1000 - u) / 1000;
+        let stateful = i64::from(node.agg.stateful + add.map_or(0, |a| a.stateful));
+        let no_limits = i64::from(node.agg.no_limits + add.map_or(0, |a| a.no_limits));
+        let best_effort = i64::from(node.agg.best_effort + add.map_or(0, |a| a.best_effort));
+        let stateful_penalty = (STATEFUL_PENALTY * stateful).min(STATEFUL_PENALTY_MAX);
+        let noisy = (NO_LIMITS_PENALTY * no_limits + BEST_EFFORT_PENALTY * best_effort).min(NOISY_PENALTY_MAX);
+        let pool = match &state.contention.pool {
+            Some(sel) if labels_match(sel, &node.obj.labels) => POOL_BONUS,
+            _ => 0,
+        };
+        (base - stateful_penalty - noisy + pool).clamp(0, MAX_NODE_SCORE)
+    }
+}

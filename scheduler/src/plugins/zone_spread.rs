@@ -1,0 +1,277 @@
+//! **ZoneSpread** with the **quorum guard**: spread a group's members over zones and nodes, and
+//! never let one zone hold enough voting members to take the majority down with it.
+//!
+//! Counting (PreFilter): members of the pod's group per zone and per node, from
+//! - pods in the cache that are bound (`nodeName`) or nominated (`nominatedNodeName`),
+//! - in-flight placements in the ledger (bound by us, not yet seen by the watcher),
+//! - members in cycle whose feasible nodes all lie in one zone (see [`crate::ledger`]),
+//!
+//! **excluding the pod itself and any older incarnation with the same namespace/name** (a
+//! StatefulSet member deleted and recreated has a new uid but must not count against itself),
+//! and skipping terminating pods (terminal pods are not cached at all).
+//!
+//! `n` (voting members) is `stowage.io/members`, else the owning StatefulSet's `spec.replicas`,
+//! else the members observed plus one.
+//!
+//! Filter:
+//! - `quorum: zone` with `n ≥ 3`: a node in zone Z is feasible only if
+//!   `count[Z] + 1 ≤ floor((n−1)/2)`; else `UnschedulableAndUnresolvable` ([`QUORUM`]):
+//!   preemption cannot change member counts. Nodes without the zone label are refused too
+//!   ([`QUORUM_NO_ZONE`]). With `n ≤ 2` the guard is off: floor((n−1)/2) = 0 would refuse every
+//!   node, and no placement of one or two members survives losing a zone anyway.
+//! - `zone-spread: required`: `maxSkew = 1` over the eligible zones — zones of cached nodes the
+//!   pod could use (schedulable, matching its `nodeSelector` and required node affinity) plus
+//!   zones holding members; `count[Z] + 1 − min > 1` is `Unschedulable` ([`SPREAD_SKEW`]). With
+//!   fewer eligible zones than `minDomains = min(n, profile.minDomains)` the minimum is 0 (as
+//!   PodTopologySpread's `minDomains`).
+//! - `node-spread: required`: a node already running a member is `Unschedulable`
+//!   ([`NODE_SPREAD`]).
+//! - `separatePrimaries` (profile) and the pod is a primary: a node already running a primary
+//!   of any opted-in group is `Unschedulable` ([`PRIMARIES`]).
+//!
+//! Score (active when the pod has a group and zone or node spread is not `off`): crowding
+//! `r = 2·count[zone] + 3·count[node]` (each term only when its spread is on; a node without a
+//! zone counts as `n` members), normalised over the scored nodes to
+//! `100·(r_max − r)/(r_max − r_min)` (100 everywhere when all are equal).
+
+use std::sync::Arc;
+
+use stowage_policy::{Policy, Quorum, Spread};
+
+use crate::{
+    cache::{Model, NodeId},
+    framework::{Code, FilterPlugin, LedgerFacts, NodeView, PluginName, PodContext, Reason, ScorePlugin, Status},
+};
+
+/// The quorum guard refuses the zone.
+pub static QUORUM: Reason = Reason {
+    code: "quorum_guard",
+    message: "node(s) would give a zone more than floor((n-1)/2) members of the group (quorum guard)",
+};
+/// The quorum guard needs a zone label.
+pub static QUORUM_NO_ZONE: Reason =
+    Reason { code: "quorum_no_zone_label", message: "node(s) had no zone label (quorum guard)" };
+/// Required zone spread would exceed maxSkew 1.
+pub static SPREAD_SKEW: Reason = Reason {
+    code: "zone_spread_skew",
+    message: "node(s) didn't match the group's zone spread (maxSkew 1 over eligible zones)",
+};
+/// Required zone spread needs a zone label.
+pub static SPREAD_NO_ZONE: Reason =
+    Reason { code: "zone_spread_no_zone_label", message: "node(s) had no zone label (zone spread)" };
+/// Required node spread.
+pub static NODE_SPREAD: Reason =
+    Reason { code: "node_spread", message: "node(s) already ran a member of the group (node spread)" };
+/// Separate primaries.
+pub static PRIMARIES: Reason =
+    Reason { code: "separate_primaries", message: "node(s) already ran a primary (separate primaries)" };
+
+/// Per-cycle state.
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    /// The pod has a group.
+    pub grouped: bool,
+    /// Voting members.
+    pub n: u32,
+    /// The quorum guard applies (`quorum: zone`, n ≥ 3).
+    pub quorum: bool,
+    /// floor((n−1)/2).
+    pub max_per_zone: u32,
+    /// Zone spread mode.
+    pub zone_spread: Option<Spread>,
+    /// Node spread mode.
+    pub node_spread: Option<Spread>,
+    /// Members per zone id.
+    pub zone_counts: Vec<u32>,
+    /// Members on nodes without a (known) zone.
+    pub no_zone: u32,
+    /// Members per node.
+    pub node_counts: Vec<(NodeId, u32)>,
+    /// Zones eligible for required spread.
+    pub eligible: Vec<bool>,
+    /// Global minimum for the skew rule.
+    pub global_min: u32,
+    /// `minDomains` in force.
+    pub min_domains: u32,
+    /// The pod is a primary that must not share a node with another primary.
+    pub separate_primaries: bool,
+}
+
+impl State {
+    /// Members in a zone.
+    #[must_use]
+    pub fn zone_count(&self, zone: Option<crate::cache::ZoneId>) -> u32 {
+        zone.and_then(|z| self.zone_counts.get(usize::from(z)).copied()).unwrap_or(0)
+    }
+
+    /// Members on a node.
+    #[must_use]
+    pub fn node_count(&self, id: Option<NodeId>) -> u32 {
+        id.and_then(|id| self.node_counts.iter().find(|(n, _)| *n == id).map(|(_, c)| *c)).unwrap_or(0)
+    }
+
+    /// `zone=count` pairs of every zone that has nodes or members, for messages.
+    #[must_use]
+    pub fn zone_summary(&self, model: &Model) -> Vec<(String, u32)> {
+        (0..model.zones().len())
+            .filter_map(|i| {
+                let z = crate::cache::ZoneId::try_from(i).ok()?;
+                let c = self.zone_counts.get(i).copied().unwrap_or(0);
+                (c > 0 || !model.zone_nodes(z).is_empty()).then(|| (model.zone_name(z).to_owned(), c))
+            })
+            .collect()
+    }
+}
+
+fn bump(counts: &mut Vec<(NodeId, u32)>, id: NodeId) {
+    match counts.iter_mut().find(|(n, _)| *n == id) {
+        Some((_, c)) => *c += 1,
+        None => counts.push((id, 1)),
+    }
+}
+
+/// PreFilter: counts the group's members per zone and node.
+#[must_use]
+pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> State {
+    let policy = &pod.policy;
+    let mut st = State {
+        n: pod.members,
+        separate_primaries: pod.primary && policy.profile.separate_primaries,
+        zone_counts: vec![0; model.zones().len()],
+        ..State::default()
+    };
+    let Some(group) = pod.group() else { return st };
+    st.grouped = true;
+    st.quorum = policy.quorum == Quorum::Zone && pod.members >= 3;
+    st.max_per_zone = Policy::max_per_zone(pod.members);
+    st.zone_spread = Some(policy.zone_spread);
+    st.node_spread = Some(policy.node_spread);
+
+    let same_pod = |ns: &str, name: &str| ns == pod.namespace && name == pod.name;
+    let mut counted: Vec<&Arc<str>> = Vec::new();
+    let place = |st: &mut State, node: &str| match model.node_id(node) {
+        Some(id) => {
+            bump(&mut st.node_counts, id);
+            match model.slot(id).zone {
+                Some(z) => st.zone_counts[usize::from(z)] += 1,
+                None => st.no_zone += 1,
+            }
+        }
+        None => st.no_zone += 1,
+    };
+    for m in model.group_members(&group.namespace, &group.name) {
+        if m.terminating || same_pod(&m.namespace, &m.name) {
+            continue;
+        }
+        if let Some(node) = m.node.as_ref().or(m.nominated.as_ref()) {
+            place(&mut st, node);
+            counted.push(&m.uid);
+        }
+    }
+    for (uid, name, node) in &facts.group_placements {
+        if same_pod(&group.namespace, name) || counted.contains(&uid) {
+            continue;
+        }
+        place(&mut st, node);
+        counted.push(uid);
+    }
+    for (uid, name, zone) in &facts.group_in_cycle {
+        if same_pod(&group.namespace, name) || counted.contains(&uid) {
+            continue;
+        }
+        match model.zone_id(zone) {
+            Some(z) => st.zone_counts[usize::from(z)] += 1,
+            None => st.no_zone += 1,
+        }
+    }
+
+    if policy.zone_spread == Spread::Required {
+        st.min_domains = pod.members.min(policy.profile.min_domains).max(1);
+        st.eligible = (0..model.zones().len())
+            .map(|i| {
+                let Ok(z) = crate::cache::ZoneId::try_from(i) else { return false };
+                st.zone_counts[i] > 0
+                    || model
+                        .zone_nodes(z)
+                        .iter()
+                        .any(|id| model.slot(*id).obj.as_ref().is_some_and(|o| !o.unschedulable && pod.admits(o)))
+            })
+            .collect();
+        let eligible = st.eligible.iter().filter(|e| **e).count();
+        st.global_min = if eligible < st.min_domains as usize {
+            0
+        } else {
+            st.eligible.iter().zip(&st.zone_counts).filter(|(e, _)| **e).map(|(_, c)| *c).min().unwrap_or(0)
+        };
+    }
+    st
+}
+
+/// The ZoneSpread plugin.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ZoneSpread;
+
+impl FilterPlugin for ZoneSpread {
+    const NAME: PluginName = PluginName::ZoneSpread;
+
+    fn filter(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
+        let st = &state.zone_spread;
+        let mut status = Status::success();
+        if st.separate_primaries && node.agg.primaries + node.add.map_or(0, |a| a.primaries) > 0 {
+            status.add(Code::Unschedulable, &PRIMARIES);
+        }
+        if !st.grouped {
+            return status;
+        }
+        let zone_label = node.zone_name().is_some();
+        let count = st.zone_count(node.zone);
+        if st.quorum {
+            if !zone_label {
+                status.add(Code::UnschedulableAndUnresolvable, &QUORUM_NO_ZONE);
+            } else if count + 1 > st.max_per_zone {
+                status.add(Code::UnschedulableAndUnresolvable, &QUORUM);
+            }
+        }
+        if st.zone_spread == Some(Spread::Required) {
+            if !zone_label {
+                status.add(Code::UnschedulableAndUnresolvable, &SPREAD_NO_ZONE);
+            } else if (count + 1).saturating_sub(st.global_min) > 1 {
+                status.add(Code::Unschedulable, &SPREAD_SKEW);
+            }
+        }
+        if st.node_spread == Some(Spread::Required) && st.node_count(node.id) > 0 {
+            status.add(Code::Unschedulable, &NODE_SPREAD);
+        }
+        status
+    }
+}
+
+impl ScorePlugin for ZoneSpread {
+    const NAME: PluginName = PluginName::ZoneSpread;
+
+    fn active(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>) -> bool {
+        let st = &state.zone_spread;
+        st.grouped && (st.zone_spread != Some(Spread::Off) || st.node_spread != Some(Spread::Off))
+    }
+
+    /// Raw crowding (lower is better); [`ScorePlugin::normalize_score`] turns it into 0..100.
+    fn score(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
+        let st = &state.zone_spread;
+        let mut r = 0i64;
+        if st.zone_spread != Some(Spread::Off) {
+            let z = if node.zone_name().is_some() { st.zone_count(node.zone) } else { st.n };
+            r += 2 * i64::from(z);
+        }
+        if st.node_spread != Some(Spread::Off) {
+            r += 3 * i64::from(st.node_count(node.id));
+        }
+        r
+    }
+
+    fn normalize_score(&self, _state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, scores: &mut [i64]) {
+        let (Some(min), Some(max)) = (scores.iter().min().copied(), scores.iter().max().copied()) else { return };
+        for s in scores.iter_mut() {
+            *s = if max == min { 100 } else { 100 * (max - *s) / (max - min) };
+        }
+    }
+}
