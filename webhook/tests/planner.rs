@@ -1,6 +1,8 @@
 //! Golden tests of the mutation planner: one per rule, plus missing parents and escaping.
 //! Every `run` also applies the patch and checks that planning the result changes nothing.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions
+
 mod common;
 
 use common::{assert_ops, config, deny, has_warning, pod, run, run_with};
