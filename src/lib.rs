@@ -8,6 +8,7 @@ mod certs_cmd;
 pub mod cli;
 mod commands;
 mod kube_client;
+mod mutate_cmd;
 
 use std::process::ExitCode;
 
@@ -24,7 +25,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { file }) => commands::config_check(&file),
         Command::Certs(CertsCommand::Generate(args)) => certs_cmd::generate(&args),
         Command::Certs(CertsCommand::Install(args)) => runtime()?.block_on(certs_cmd::install(&args)),
-        Command::Serve(_) | Command::Explain(_) | Command::Mutate(_) => anyhow::bail!("not available yet"),
+        Command::Mutate(args) => mutate_cmd::mutate(&args),
+        Command::Serve(_) | Command::Explain(_) => anyhow::bail!("not available yet"),
     }
 }
 
