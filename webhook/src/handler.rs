@@ -234,7 +234,7 @@ pub fn router(state: Arc<WebhookState>) -> Router {
             // Refuse at once when every slot is taken: queueing would spend the apiserver's timeout.
             .load_shed()
             // At most `max_in_flight` reviews at once, across all connections.
-            .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+            .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight.max(1)))
             // Bound each review, reading the body included, below the webhook's timeoutSeconds.
             .timeout(limits.timeout),
     );

@@ -1,7 +1,7 @@
 //! Stowage's mutating admission webhook.
 //!
 //! - [`review`]: the `AdmissionReview` v1 wire types and request decoding;
-//! - [`admit`]: the decision for one request (pure; shared with `stowage mutate`);
+//! - [`mod@admit`]: the decision for one request (pure; shared with `stowage mutate`);
 //! - [`planner`]: the pod mutation planner, raw JSON in, JSON Patch and warnings out;
 //! - [`handler`]: the HTTP routes (`/mutate`, `/healthz`, `/readyz`) with limits;
 //! - [`metrics`]: Prometheus metrics of the endpoint.

@@ -159,7 +159,7 @@ pub struct AdmissionRequest {
 
 impl AdmissionRequest {
     /// A pod CREATE request as the apiserver would send it, for offline use (`stowage mutate`):
-    /// answering it with [`crate::admit`] gives exactly what the live webhook would return.
+    /// answering it with [`crate::admit()`] gives exactly what the live webhook would return.
     /// The namespace is the pod's own, else `default_namespace`.
     #[must_use]
     pub fn create_pod(pod: Value, default_namespace: &str) -> Self {
