@@ -104,9 +104,15 @@ pub struct ServeArgs {
     /// Largest accepted extender request body (full Node lists are big).
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub extender_max_body_bytes: usize,
-    /// Skip binding and events (dry placement); used with --snapshot automatically.
-    #[arg(long)]
-    pub no_bind: bool,
+    /// Keep-alive connections idle longer than this are closed (also the limit for receiving a
+    /// request head). Keep it above the clients' idle timeout (Go's default is 90s), so the
+    /// server never closes a connection the apiserver or scheduler is about to reuse.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// After SIGTERM: report not-ready and keep serving this long before draining, so the
+    /// endpoints are withdrawn first.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
 }
 
 /// Arguments of `stowage explain`.

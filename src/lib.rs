@@ -9,6 +9,8 @@ pub mod cli;
 mod commands;
 mod kube_client;
 mod mutate_cmd;
+mod serve;
+mod serve_extender;
 
 use std::process::ExitCode;
 
@@ -26,7 +28,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs(CertsCommand::Generate(args)) => certs_cmd::generate(&args),
         Command::Certs(CertsCommand::Install(args)) => runtime()?.block_on(certs_cmd::install(&args)),
         Command::Mutate(args) => mutate_cmd::mutate(&args),
-        Command::Serve(_) | Command::Explain(_) => anyhow::bail!("not available yet"),
+        Command::Serve(args) => runtime()?.block_on(serve::serve(*args)),
+        Command::Explain(_) => anyhow::bail!("not available yet"),
     }
 }
 

@@ -362,6 +362,10 @@ impl Walker {
         parse: fn(&str) -> Option<T>,
         allowed: &[&str],
     ) -> Option<T> {
+        // YAML 1.1 reads an unquoted `off` as false; where "off" is a value, take it as meant.
+        if v == Some(&Value::Bool(false)) && allowed.contains(&"off") {
+            return parse("off");
+        }
         let s = self.string(path, v)?;
         let parsed = parse(&s);
         if parsed.is_none() {
@@ -921,6 +925,14 @@ profiles:
         assert!(got.iter().any(|i| i.starts_with("profiles.a.integerCPU:")), "{got:#?}");
         assert!(got.iter().any(|i| i.starts_with("profiles.a.minDomains:")), "{got:#?}");
         assert!(got.iter().any(|i| i.contains("above limit")), "{got:#?}");
+    }
+
+    #[test]
+    fn unquoted_off_means_off() {
+        let cfg = Config::from_yaml("profiles: {a: {zoneSpread: off, quorum: off, localData: off}}").unwrap();
+        let a = cfg.profile("a").unwrap();
+        assert_eq!((a.zone_spread, a.quorum, a.local_data), (Spread::Off, Quorum::Off, LocalData::Off));
+        assert!(Config::from_yaml("profiles: {a: {qos: off}}").is_err(), "qos has no off");
     }
 
     #[test]
