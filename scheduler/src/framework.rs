@@ -513,7 +513,7 @@ impl LedgerFacts {
             if let Some(g) = group {
                 for c in in_cycle {
                     if c.namespace.as_ref() == g.namespace
-                        && c.group.as_ref() == g.name
+                        && c.group.as_deref() == Some(g.name.as_str())
                         && let Some(z) = c.known_zone()
                     {
                         facts.group_in_cycle.push((c.uid.clone(), c.name.clone(), z.clone()));

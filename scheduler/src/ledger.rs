@@ -62,7 +62,26 @@ pub struct Placement {
     pub expires: Instant,
 }
 
-/// A group member that passed filter and has not been bound yet.
+/// What `bind` needs to know about a pod when the pod watcher has not delivered it yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSummary {
+    /// Profile name.
+    pub profile: Option<Arc<str>>,
+    /// The pod is a primary.
+    pub primary: bool,
+    /// Requested cpu, millicores.
+    pub cpu_m: i64,
+    /// Requested memory, bytes.
+    pub mem: i64,
+    /// The pod lacks limits.
+    pub no_limits: bool,
+    /// The pod is BestEffort.
+    pub best_effort: bool,
+    /// PVC names the pod mounts.
+    pub claims: Vec<Arc<str>>,
+}
+
+/// An opted-in pod that passed filter and has not been bound yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InCycle {
     /// Pod uid.
@@ -71,8 +90,10 @@ pub struct InCycle {
     pub namespace: Arc<str>,
     /// Pod name.
     pub name: Arc<str>,
-    /// Group name.
-    pub group: Arc<str>,
+    /// Group name, if the pod is a group member.
+    pub group: Option<Arc<str>>,
+    /// Facts for `bind`.
+    pub summary: PodSummary,
     /// Distinct zones of the feasible nodes.
     pub zones: Vec<Arc<str>>,
     /// When the record was made.
@@ -118,7 +139,9 @@ impl Inner {
     fn unresolved_sibling_expiry(&self, namespace: &str, group: &str, name: &str) -> Option<Instant> {
         self.in_cycle
             .values()
-            .filter(|c| c.namespace.as_ref() == namespace && c.group.as_ref() == group && c.name.as_ref() != name)
+            .filter(|c| {
+                c.namespace.as_ref() == namespace && c.group.as_deref() == Some(group) && c.name.as_ref() != name
+            })
             .filter(|c| c.zones.len() > 1)
             .map(|c| c.expires)
             .min()
@@ -175,6 +198,12 @@ impl Ledger {
     /// Records that a group member passed filter.
     pub fn enter_cycle(&self, record: InCycle) {
         self.inner.lock().in_cycle.insert(record.uid.clone(), record);
+    }
+
+    /// A pod's in-cycle record.
+    #[must_use]
+    pub fn in_cycle(&self, uid: &str) -> Option<InCycle> {
+        self.inner.lock().in_cycle.get(uid).cloned()
     }
 
     /// Drops a member's in-cycle record.
@@ -283,7 +312,8 @@ mod tests {
             uid: format!("uid-{name}").into(),
             namespace: "db".into(),
             name: name.into(),
-            group: "pg".into(),
+            group: Some("pg".into()),
+            summary: PodSummary::default(),
             zones: zones.iter().map(|z| Arc::from(*z)).collect(),
             since: Instant::now(),
             expires: Instant::now() + ttl,

@@ -278,7 +278,7 @@ impl ExtenderFilterResult {
 }
 
 /// The `metadata.name` of a raw node object, if it has one.
-fn raw_node_name(raw: &RawValue) -> Option<&str> {
+pub(crate) fn raw_node_name(raw: &RawValue) -> Option<&str> {
     #[derive(Deserialize)]
     struct Meta<'a> {
         #[serde(borrow)]

@@ -348,3 +348,43 @@ impl ScorePlugin for LocalData {
 fn state_model<'m>(state: &crate::framework::CycleState<'m>) -> &'m Model {
     state.model()
 }
+
+/// Picks, for each unbound claim of a no-provisioner WaitForFirstConsumer class, the PV the
+/// volume binder will most likely use on `node` (the smallest available one that fits, as
+/// `FindMatchingVolume` does), so that `bind` can reserve it in the ledger.
+#[must_use]
+pub fn likely_static_pvs(
+    model: &Model,
+    namespace: &str,
+    claims: &[Arc<str>],
+    node: &str,
+    reserved: &[Arc<str>],
+) -> Vec<Arc<str>> {
+    let Some(obj) = model.node_id(node).and_then(|id| model.slot(id).obj.as_ref()) else { return Vec::new() };
+    let mut picked: Vec<Arc<str>> = Vec::new();
+    for claim in claims {
+        let Some(pvc) = model.pvc(namespace, claim) else { continue };
+        if pvc.volume.is_some() {
+            continue;
+        }
+        let Some(class) = pvc.class.as_ref().and_then(|c| model.class(c)) else { continue };
+        if !(class.wait_for_first_consumer && class.no_provisioner()) {
+            continue;
+        }
+        let best = model
+            .pvs_on_host(&obj.hostname)
+            .chain(model.pvs_pinned_other())
+            .filter(|pv| {
+                pv.class.as_ref() == Some(&class.name)
+                    && pv.capacity >= pvc.request
+                    && usable(pv, reserved)
+                    && !picked.contains(&pv.name)
+                    && pv.pin.as_ref().is_some_and(|p| p.matches(&obj.name, &obj.labels))
+            })
+            .min_by_key(|pv| pv.capacity);
+        if let Some(pv) = best {
+            picked.push(pv.name.clone());
+        }
+    }
+    picked
+}

@@ -1,0 +1,476 @@
+//! Explanations: [`Decision`] records of recent extender calls (kept in a bounded ring buffer,
+//! served by `GET /debug/decisions`) and the offline [`explain`] of a pod against a cache.
+//!
+//! A decision keeps, for big node lists, the full per-reason refusal counts but node-level detail
+//! only for the top scored nodes and a sample of refused ones, so recording stays cheap.
+
+use std::{collections::VecDeque, fmt::Write as _, sync::Arc};
+
+use k8s_openapi::api::core::v1::Pod;
+use parking_lot::Mutex;
+use serde::Serialize;
+use stowage_policy::{Config, resolve};
+use tokio::time::Instant;
+
+use crate::{
+    cache::ClusterCache,
+    framework::{CycleState, Framework, NodeView, PluginName, PodContext, combine},
+};
+
+/// Default number of decisions kept.
+pub const DEFAULT_CAPACITY: usize = 256;
+/// Nodes kept in detail per decision (top scored, and refused samples).
+pub const DETAIL_NODES: usize = 20;
+
+/// Per-plugin scores (0..100).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PluginScores {
+    /// LocalData.
+    pub local_data: i64,
+    /// ZoneSpread.
+    pub zone_spread: i64,
+    /// Contention.
+    pub contention: i64,
+}
+
+impl From<[i64; 3]> for PluginScores {
+    fn from(s: [i64; 3]) -> Self {
+        Self { local_data: s[0], zone_spread: s[1], contention: s[2] }
+    }
+}
+
+/// Members of the group in one zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneCount {
+    /// Zone.
+    pub zone: String,
+    /// Members counted there.
+    pub members: u32,
+}
+
+/// One node in a decision or explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeLine {
+    /// Node name.
+    pub node: String,
+    /// Zone.
+    pub zone: Option<String>,
+    /// Passed every filter plugin.
+    pub feasible: bool,
+    /// Framework code (`Success`, `Unschedulable`, ...).
+    pub code: &'static str,
+    /// The refusing plugin.
+    pub plugin: Option<&'static str>,
+    /// Reasons (empty when feasible).
+    pub reason: String,
+    /// Per-plugin scores (feasible nodes).
+    pub scores: PluginScores,
+    /// Weighted combination, 0..100.
+    pub combined: i64,
+    /// Extender score, 0..10.
+    pub score: i64,
+}
+
+/// How many nodes one plugin refused for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusalCount {
+    /// Plugin.
+    pub plugin: &'static str,
+    /// Framework code.
+    pub code: &'static str,
+    /// Reason message.
+    pub reason: &'static str,
+    /// Nodes.
+    pub nodes: usize,
+}
+
+/// The record of one extender call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// RFC 3339 time.
+    pub time: String,
+    /// filter, prioritize, preempt or bind.
+    pub verb: &'static str,
+    /// `namespace/name`.
+    pub pod: String,
+    /// Pod uid.
+    pub uid: String,
+    /// Group, if any.
+    pub group: Option<String>,
+    /// Voting members.
+    pub members: Option<u32>,
+    /// Members per zone at decision time.
+    pub zone_counts: Vec<ZoneCount>,
+    /// Short outcome (the `outcome` metric label).
+    pub outcome: &'static str,
+    /// Error text, if any.
+    pub error: Option<String>,
+    /// Candidate nodes received.
+    pub nodes_in: usize,
+    /// Nodes left feasible / scored / kept.
+    pub nodes_out: usize,
+    /// Refusals by plugin and reason.
+    pub refusals: Vec<RefusalCount>,
+    /// Node detail: top scored nodes and a sample of refused ones.
+    pub nodes: Vec<NodeLine>,
+    /// Free-form detail (bind target, preemption drops, ...).
+    pub detail: Vec<String>,
+    /// Milliseconds spent waiting for siblings in cycle.
+    pub waited_ms: u64,
+    /// Microseconds spent in total.
+    pub duration_us: u64,
+}
+
+impl Decision {
+    /// A decision for `verb` about `pod` with everything else empty.
+    #[must_use]
+    pub fn new(verb: &'static str, pod: String, uid: String) -> Self {
+        Self {
+            time: k8s_openapi::jiff::Timestamp::now().to_string(),
+            verb,
+            pod,
+            uid,
+            group: None,
+            members: None,
+            zone_counts: Vec::new(),
+            outcome: "",
+            error: None,
+            nodes_in: 0,
+            nodes_out: 0,
+            refusals: Vec::new(),
+            nodes: Vec::new(),
+            detail: Vec::new(),
+            waited_ms: 0,
+            duration_us: 0,
+        }
+    }
+
+    /// Plain-text rendering.
+    #[must_use]
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} {} {} -> {} ({} of {} nodes, {} µs{})",
+            self.time,
+            self.verb,
+            self.pod,
+            self.outcome,
+            self.nodes_out,
+            self.nodes_in,
+            self.duration_us,
+            if self.waited_ms > 0 { format!(", waited {} ms for siblings", self.waited_ms) } else { String::new() }
+        );
+        if let Some(g) = &self.group {
+            let _ = writeln!(
+                out,
+                "  group {g}, n={}, zones {}",
+                self.members.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                zones_text(&self.zone_counts)
+            );
+        }
+        if let Some(e) = &self.error {
+            let _ = writeln!(out, "  error: {e}");
+        }
+        for d in &self.detail {
+            let _ = writeln!(out, "  {d}");
+        }
+        for r in &self.refusals {
+            let _ = writeln!(out, "  {} x {} [{} {}]", r.nodes, r.reason, r.plugin, r.code);
+        }
+        if !self.nodes.is_empty() {
+            out.push_str(&node_table(&self.nodes));
+        }
+        out
+    }
+}
+
+fn zones_text(zones: &[ZoneCount]) -> String {
+    if zones.is_empty() {
+        return "(none)".to_owned();
+    }
+    zones.iter().map(|z| format!("{}={}", z.zone, z.members)).collect::<Vec<_>>().join(" ")
+}
+
+/// Renders nodes as an aligned table.
+#[must_use]
+pub fn node_table(nodes: &[NodeLine]) -> String {
+    let headers = ["NODE", "ZONE", "FEASIBLE", "LOCAL-DATA", "ZONE-SPREAD", "CONTENTION", "TOTAL", "SCORE", "REASON"];
+    let rows: Vec<[String; 9]> = nodes
+        .iter()
+        .map(|n| {
+            let s = |v: i64| if n.feasible { v.to_string() } else { "-".to_owned() };
+            [
+                n.node.clone(),
+                n.zone.clone().unwrap_or_else(|| "-".to_owned()),
+                if n.feasible { "yes".to_owned() } else { "no".to_owned() },
+                s(n.scores.local_data),
+                s(n.scores.zone_spread),
+                s(n.scores.contention),
+                s(n.combined),
+                s(n.score),
+                n.reason.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str("  ");
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut out, &headers);
+    for r in &rows {
+        line(&mut out, &r.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    out
+}
+
+/// A bounded ring buffer of recent decisions.
+#[derive(Debug)]
+pub struct DecisionLog {
+    capacity: usize,
+    ring: Mutex<VecDeque<Arc<Decision>>>,
+}
+
+impl Default for DecisionLog {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl DecisionLog {
+    /// A log keeping at most `capacity` decisions.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), ring: Mutex::new(VecDeque::with_capacity(capacity.max(1))) }
+    }
+
+    /// Appends a decision, evicting the oldest when full.
+    pub fn push(&self, d: Decision) {
+        let mut ring = self.ring.lock();
+        if ring.len() == self.capacity {
+            ring.pop_front();
+        }
+        ring.push_back(Arc::new(d));
+    }
+
+    /// The newest decisions first, optionally only for `namespace/name`, at most `limit`.
+    #[must_use]
+    pub fn recent(&self, pod: Option<&str>, limit: usize) -> Vec<Arc<Decision>> {
+        self.ring.lock().iter().rev().filter(|d| pod.is_none_or(|p| d.pod == p)).take(limit).cloned().collect()
+    }
+
+    /// The newest decision of `verb` for a pod uid.
+    #[must_use]
+    pub fn last_for(&self, uid: &str, verb: &str) -> Option<Arc<Decision>> {
+        self.ring.lock().iter().rev().find(|d| d.uid == uid && d.verb == verb).cloned()
+    }
+}
+
+/// The offline explanation of a pod against a cache.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// `namespace/name`.
+    pub pod: String,
+    /// The pod carries stowage annotations.
+    pub opted_in: bool,
+    /// Invalid policy annotations, if any.
+    pub policy_error: Option<String>,
+    /// Profile.
+    pub profile: Option<String>,
+    /// Group.
+    pub group: Option<String>,
+    /// Voting members and where the count came from.
+    pub members: Option<u32>,
+    /// `annotation`, `statefulset` or `observed`.
+    pub members_source: Option<&'static str>,
+    /// Effective rules.
+    pub rules: Vec<(String, String)>,
+    /// Members per zone.
+    pub zone_counts: Vec<ZoneCount>,
+    /// Weights of the active plugins.
+    pub weights: PluginScores,
+    /// Every node: feasible ones by score, then refused ones by name.
+    pub nodes: Vec<NodeLine>,
+    /// The node the extender prefers.
+    pub preferred: Option<String>,
+    /// Caveat about the real scheduler.
+    pub note: String,
+}
+
+const NOTE: &str = "kube-scheduler adds its in-tree plugin scores (resource fit, affinity, topology spread, ...) \
+to the extender's score (score x weight x 10) and only sends nodes that passed its own filters, so the \
+final choice may differ from the extender's preference.";
+
+impl Explanation {
+    /// Plain-text rendering with a node table.
+    #[must_use]
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "pod {}", self.pod);
+        if !self.opted_in {
+            let _ =
+                writeln!(out, "  not opted in (no stowage.io/ annotation): the extender passes every node untouched");
+            return out;
+        }
+        if let Some(e) = &self.policy_error {
+            let _ = writeln!(out, "  invalid policy: {e}");
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "  profile {}, group {}, n={} ({})",
+            self.profile.as_deref().unwrap_or("-"),
+            self.group.as_deref().unwrap_or("(none)"),
+            self.members.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            self.members_source.unwrap_or("-"),
+        );
+        let rules = self.rules.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let _ = writeln!(out, "  rules: {rules}");
+        let _ = writeln!(out, "  members per zone: {}", zones_text(&self.zone_counts));
+        let _ = writeln!(
+            out,
+            "  weights: local-data={} zone-spread={} contention={}",
+            self.weights.local_data, self.weights.zone_spread, self.weights.contention
+        );
+        out.push_str(&node_table(&self.nodes));
+        match &self.preferred {
+            Some(n) => {
+                let _ = writeln!(out, "extender prefers: {n}");
+            }
+            None => {
+                let _ = writeln!(out, "no feasible node: the pod would stay Pending");
+            }
+        }
+        let _ = writeln!(out, "note: {}", self.note);
+        out
+    }
+}
+
+/// Evaluates every cached node for `pod` as if the scheduler sent all node names, ranks them and
+/// names the node the extender prefers.
+#[must_use]
+pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation {
+    let pod_name = format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("")
+    );
+    let mut ex = Explanation {
+        pod: pod_name,
+        opted_in: false,
+        policy_error: None,
+        profile: None,
+        group: None,
+        members: None,
+        members_source: None,
+        rules: Vec::new(),
+        zone_counts: Vec::new(),
+        weights: PluginScores::default(),
+        nodes: Vec::new(),
+        preferred: None,
+        note: NOTE.to_owned(),
+    };
+    let policy = match resolve(&pod.metadata, config) {
+        Ok(Some(p)) => p,
+        Ok(None) => return ex,
+        Err(e) => {
+            ex.opted_in = true;
+            ex.policy_error = Some(e.to_string());
+            return ex;
+        }
+    };
+    ex.opted_in = true;
+    ex.profile = Some(policy.profile_name.clone());
+    ex.group = policy.group.as_ref().map(ToString::to_string);
+    ex.rules = vec![
+        ("quorum".to_owned(), policy.quorum.to_string()),
+        ("zone-spread".to_owned(), policy.zone_spread.to_string()),
+        ("node-spread".to_owned(), policy.node_spread.to_string()),
+        ("local-data".to_owned(), policy.local_data.to_string()),
+        ("role".to_owned(), policy.role.map_or_else(|| "-".to_owned(), |r| r.to_string())),
+        ("pool".to_owned(), policy.pool.as_ref().map_or_else(|| "-".to_owned(), |(n, _)| n.clone())),
+    ];
+    let model = cache.read();
+    let ctx = PodContext::new(pod, policy, config, &model, cache.interner());
+    ex.members = ctx.group().map(|_| ctx.members);
+    ex.members_source = ctx.group().map(|_| match ctx.members_source {
+        crate::framework::MembersSource::Annotation => "annotation",
+        crate::framework::MembersSource::StatefulSet => "statefulset",
+        crate::framework::MembersSource::Observed => "observed",
+    });
+    let state = CycleState::prepare(&model, cache.ledger(), &ctx, Instant::now());
+    if ctx.group().is_some() {
+        ex.zone_counts = state
+            .zone_spread
+            .zone_summary(&model)
+            .into_iter()
+            .map(|(zone, members)| ZoneCount { zone, members })
+            .collect();
+    }
+    let fw = Framework::default();
+    let weights = fw.active_weights(&state, &ctx);
+    ex.weights = PluginScores::from(weights.map(i64::from));
+    let mut feasible: Vec<NodeView<'_>> = Vec::new();
+    let mut refused = Vec::new();
+    for (id, _, _) in model.nodes() {
+        let Some(view) = state.view(id) else { continue };
+        let out = fw.filter(&state, &ctx, &view);
+        if out.status.is_success() {
+            feasible.push(view);
+        } else {
+            refused.push(NodeLine {
+                node: view.name().to_owned(),
+                zone: view.zone_name().map(str::to_owned),
+                feasible: false,
+                code: out.status.code().as_str(),
+                plugin: out.plugin.map(PluginName::as_str),
+                reason: out.status.message().into_owned(),
+                scores: PluginScores::default(),
+                combined: 0,
+                score: 0,
+            });
+        }
+    }
+    let mut scores = Vec::new();
+    fw.score(&state, &ctx, &feasible, &mut scores);
+    let mut lines: Vec<NodeLine> = feasible
+        .iter()
+        .zip(&scores)
+        .map(|(v, s)| {
+            let (combined, score) = combine(s, &weights);
+            NodeLine {
+                node: v.name().to_owned(),
+                zone: v.zone_name().map(str::to_owned),
+                feasible: true,
+                code: "Success",
+                plugin: None,
+                reason: String::new(),
+                scores: PluginScores::from(*s),
+                combined,
+                score,
+            }
+        })
+        .collect();
+    lines.sort_by(|a, b| b.combined.cmp(&a.combined).then_with(|| a.node.cmp(&b.node)));
+    refused.sort_by(|a, b| a.node.cmp(&b.node));
+    ex.preferred = lines.first().map(|l| l.node.clone());
+    lines.extend(refused);
+    ex.nodes = lines;
+    ex
+}

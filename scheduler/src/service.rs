@@ -1,0 +1,963 @@
+//! The extender's verbs as plain functions over wire types: no HTTP here.
+//!
+//! - **filter**: pods that have not opted in get every input node back untouched (fast path);
+//!   invalid policy annotations give `Error` naming them; an unsynced cache gives
+//!   `Error: "stowage cache has not synced yet"`; otherwise each node runs the filter plugins.
+//!   A group member first waits for siblings still in cycle (see [`crate::ledger`]).
+//! - **prioritize**: zero scores for pods that have not opted in (or with invalid annotations),
+//!   an empty list while the cache is unsynced, else the weighted plugin scores as 0..10.
+//! - **preempt**: drops every candidate node whose victims would leave a group below its
+//!   majority (see [`Extender::preempt`]); always answers with victims by UID.
+//! - **bind**: records the placement in the ledger first, then binds through a [`Binder`];
+//!   idempotent on retries.
+//!
+//! Every call leaves a [`Decision`] in the ring buffer.
+
+use std::{sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::value::RawValue;
+use stowage_policy::{Config, Policy, Quorum, Spread, resolve};
+use tokio::time::Instant;
+
+use crate::{
+    binder::{BindError, Binder},
+    cache::{
+        ClusterCache, Model,
+        model::NodeAgg,
+        objects::{NodeObj, PodObj},
+    },
+    events::{self, EventSink, EventType, PodEvent},
+    explain::{Decision, DecisionLog, NodeLine, PluginScores, RefusalCount, ZoneCount},
+    extender::v1::{
+        ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult, ExtenderPreemptionArgs,
+        ExtenderPreemptionResult, FailedNodesMap, HostPriority, HostPriorityList, MetaPod, MetaVictims, NodeList,
+        raw_node_name,
+    },
+    framework::{
+        CycleState, FailedMap, FilterOutcome, Framework, LedgerFacts, NODE_NOT_CACHED, NodeView, PluginName,
+        PodContext, Status, combine,
+    },
+    ledger::{InCycle, Placement, PodSummary},
+    metrics::Metrics,
+    plugins::{local_data, zone_spread},
+};
+
+/// Error text while the cache has not synced.
+pub const NOT_SYNCED: &str = "stowage cache has not synced yet";
+
+/// Tunables of the extender.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Longest a filter waits for a sibling in cycle (default 1.5 s; keep it well below the
+    /// scheduler's `httpTimeout`).
+    pub sibling_wait: Duration,
+    /// How long a member that passed filter counts as in cycle without a bind (default 3 s).
+    pub in_cycle_ttl: Duration,
+    /// Decisions kept for `/debug/decisions` (default 256).
+    pub decisions: usize,
+    /// Nodes kept in detail per decision (default 20).
+    pub detail_nodes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sibling_wait: Duration::from_millis(1500),
+            in_cycle_ttl: Duration::from_secs(3),
+            decisions: crate::explain::DEFAULT_CAPACITY,
+            detail_nodes: crate::explain::DETAIL_NODES,
+        }
+    }
+}
+
+/// The extender: cache, config, binder, events and metrics.
+#[derive(Debug)]
+pub struct Extender {
+    cache: Arc<ClusterCache>,
+    config: Arc<ArcSwap<Config>>,
+    binder: Arc<dyn Binder>,
+    events: Arc<dyn EventSink>,
+    metrics: Arc<Metrics>,
+    decisions: DecisionLog,
+    framework: Framework,
+    options: Options,
+}
+
+static EMPTY_AGG: NodeAgg = NodeAgg {
+    cpu_m: 0,
+    mem: 0,
+    pods: 0,
+    stateful: 0,
+    no_limits: 0,
+    best_effort: 0,
+    primaries: 0,
+    profiles: Vec::new(),
+};
+
+/// Candidate nodes as received.
+enum Input {
+    Names(Vec<String>),
+    Nodes(NodeList),
+}
+
+impl Input {
+    fn from_args(node_names: Option<Vec<String>>, nodes: Option<NodeList>) -> Self {
+        match (node_names, nodes) {
+            (Some(names), _) => Input::Names(names),
+            (None, Some(nodes)) => Input::Nodes(nodes),
+            (None, None) => Input::Names(Vec::new()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Input::Names(n) => n.len(),
+            Input::Nodes(n) => n.items.len(),
+        }
+    }
+}
+
+/// Names and, for nodes the cache lacks, trimmed copies of the objects sent in `Nodes`.
+struct Candidates {
+    names: Vec<String>,
+    fallback: Vec<Option<NodeObj>>,
+}
+
+fn pod_key(pod: &Pod) -> (String, String, String) {
+    let m = &pod.metadata;
+    (
+        m.namespace.clone().unwrap_or_else(|| "default".to_owned()),
+        m.name.clone().unwrap_or_default(),
+        m.uid.clone().unwrap_or_default(),
+    )
+}
+
+fn elapsed_us(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Members of a group per zone: bound or nominated non-terminating pods plus unconfirmed
+/// ledger placements.
+fn group_zone_counts(model: &Model, facts: &LedgerFacts, namespace: &str, group: &str) -> Vec<ZoneCount> {
+    let mut counts: Vec<ZoneCount> =
+        model.zones().iter().map(|z| ZoneCount { zone: z.to_string(), members: 0 }).collect();
+    let mut bump = |node: &str| {
+        if let Some(z) = model.node_id(node).and_then(|id| model.slot(id).zone) {
+            counts[usize::from(z)].members += 1;
+        }
+    };
+    let mut seen = Vec::new();
+    for m in model.group_members(namespace, group) {
+        if m.terminating {
+            continue;
+        }
+        if let Some(n) = m.node.as_ref().or(m.nominated.as_ref()) {
+            bump(n);
+            seen.push(m.uid.clone());
+        }
+    }
+    for (uid, _, node) in &facts.group_placements {
+        if !seen.contains(uid) {
+            bump(node);
+        }
+    }
+    counts
+}
+
+fn zones_text(z: &[ZoneCount]) -> String {
+    z.iter().map(|z| format!("{}={}", z.zone, z.members)).collect::<Vec<_>>().join(" ")
+}
+
+impl Extender {
+    /// An extender with default [`Options`]; registers its metrics on `registry`.
+    pub fn new(
+        cache: Arc<ClusterCache>,
+        config: Arc<ArcSwap<Config>>,
+        binder: Arc<dyn Binder>,
+        events: Arc<dyn EventSink>,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Self {
+        let dropped = events.dropped_counter().unwrap_or_default();
+        let metrics = Metrics::register(registry, cache.clone(), dropped);
+        Self::with_metrics(cache, config, binder, events, metrics, Options::default())
+    }
+
+    /// An extender with explicit metrics and options.
+    #[must_use]
+    pub fn with_metrics(
+        cache: Arc<ClusterCache>,
+        config: Arc<ArcSwap<Config>>,
+        binder: Arc<dyn Binder>,
+        events: Arc<dyn EventSink>,
+        metrics: Arc<Metrics>,
+        options: Options,
+    ) -> Self {
+        Self {
+            cache,
+            config,
+            binder,
+            events,
+            metrics,
+            decisions: DecisionLog::new(options.decisions),
+            framework: Framework::default(),
+            options,
+        }
+    }
+
+    /// The cache.
+    #[must_use]
+    pub fn cache(&self) -> &Arc<ClusterCache> {
+        &self.cache
+    }
+
+    /// The metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Recent decisions.
+    #[must_use]
+    pub fn decisions(&self) -> &DecisionLog {
+        &self.decisions
+    }
+
+    /// The current config.
+    #[must_use]
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    fn candidates(&self, input: &Input) -> Candidates {
+        match input {
+            Input::Names(names) => Candidates { names: names.clone(), fallback: Vec::new() },
+            Input::Nodes(list) => {
+                let cfg = self.cache.cache_config();
+                let model = self.cache.read();
+                let mut names = Vec::with_capacity(list.items.len());
+                let mut fallback = Vec::with_capacity(list.items.len());
+                for raw in &list.items {
+                    let name = raw_node_name(raw).unwrap_or_default().to_owned();
+                    let cached = model.node_id(&name).is_some_and(|id| model.slot(id).obj.is_some());
+                    fallback.push(if cached { None } else { trim_raw(raw, self.cache.interner(), &cfg) });
+                    names.push(name);
+                }
+                Candidates { names, fallback }
+            }
+        }
+    }
+
+    /// Builds node views for the candidates: cached nodes, else the objects sent with the
+    /// request, else `None`.
+    fn views<'a>(
+        state: &'a CycleState<'a>,
+        model: &'a Model,
+        names: &[&str],
+        fallback: &'a [Option<NodeObj>],
+    ) -> Vec<Option<NodeView<'a>>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                if let Some(v) = model.node_id(name).and_then(|id| state.view(id)) {
+                    return Some(v);
+                }
+                fallback.get(i).and_then(Option::as_ref).map(|obj| NodeView {
+                    id: None,
+                    obj,
+                    agg: &EMPTY_AGG,
+                    zone: obj.zone.as_deref().and_then(|z| model.zone_id(z)),
+                    add: None,
+                })
+            })
+            .collect()
+    }
+
+    // === filter ===
+
+    /// Filters candidate nodes for a pod.
+    pub async fn filter(&self, args: ExtenderArgs) -> ExtenderFilterResult {
+        let start = Instant::now();
+        let ExtenderArgs { pod, nodes, node_names } = args;
+        let input = Input::from_args(node_names, nodes);
+        let Some(pod) = pod else {
+            self.metrics.error("filter", "bad_request");
+            return ExtenderFilterResult::error("extender args have no Pod");
+        };
+        let config = self.config.load_full();
+        let policy = match resolve(&pod.metadata, &config) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                self.metrics.decision("filter", "not_opted_in");
+                return pass_all(input);
+            }
+            Err(errors) => {
+                let msg = format!("invalid stowage policy annotations: {errors}");
+                self.metrics.error("filter", "invalid_policy");
+                self.metrics.decision("filter", "error");
+                let (ns, name, uid) = pod_key(&pod);
+                let mut d = Decision::new("filter", format!("{ns}/{name}"), uid);
+                d.outcome = "error";
+                d.error = Some(msg.clone());
+                d.nodes_in = input.len();
+                d.duration_us = elapsed_us(start);
+                self.decisions.push(d);
+                return ExtenderFilterResult::error(msg);
+            }
+        };
+        if !self.cache.is_ready() {
+            self.metrics.error("filter", "cache_not_synced");
+            self.metrics.decision("filter", "error");
+            return ExtenderFilterResult::error(NOT_SYNCED);
+        }
+        let (ns, name, uid) = pod_key(&pod);
+        let group_key = policy.group.clone();
+        let mut waited = Duration::ZERO;
+        if let Some(g) = policy.group.as_ref().filter(|_| cares_about_siblings(&policy)) {
+            let w = self
+                .cache
+                .ledger()
+                .wait_for_siblings(&g.namespace, &g.name, &name, Instant::now() + self.options.sibling_wait)
+                .await;
+            waited = w.waited;
+            if w.timed_out {
+                self.metrics.error("filter", "sibling_wait_timeout");
+            }
+        }
+        let candidates = self.candidates(&input);
+        let names: Vec<&str> = candidates.names.iter().map(String::as_str).collect();
+
+        let mut decision = Decision::new("filter", format!("{ns}/{name}"), uid.clone());
+        decision.nodes_in = names.len();
+        decision.waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        let (outcomes, zones, event, summary) = {
+            let model = self.cache.read();
+            let ctx = PodContext::new(&pod, policy, &config, &model, self.cache.interner());
+            let state = CycleState::prepare(&model, self.cache.ledger(), &ctx, Instant::now());
+            let views = Self::views(&state, &model, &names, &candidates.fallback);
+            let outcomes: Vec<FilterOutcome> = views
+                .iter()
+                .map(|v| match v {
+                    Some(v) => self.framework.filter(&state, &ctx, v),
+                    None => FilterOutcome { status: Status::unschedulable(&NODE_NOT_CACHED), plugin: None },
+                })
+                .collect();
+            let zones: Vec<Option<Arc<str>>> = views.iter().map(|v| v.and_then(|v| v.obj.zone.clone())).collect();
+            if let Some(g) = ctx.group() {
+                decision.group = Some(g.to_string());
+                decision.members = Some(ctx.members);
+                decision.zone_counts = state
+                    .zone_spread
+                    .zone_summary(&model)
+                    .into_iter()
+                    .map(|(zone, members)| ZoneCount { zone, members })
+                    .collect();
+            }
+            let event = refusal_event(&ctx, &state.zone_spread, &outcomes, &decision.zone_counts);
+            let summary = PodSummary {
+                profile: Some(self.cache.interner().intern(&ctx.policy.profile_name)),
+                primary: ctx.primary,
+                cpu_m: ctx.resources.cpu_m,
+                mem: ctx.resources.mem,
+                no_limits: ctx.resources.no_limits,
+                best_effort: ctx.resources.best_effort,
+                claims: ctx.claims.iter().map(|c| self.cache.interner().intern(c)).collect(),
+            };
+            (outcomes, zones, event, summary)
+        };
+
+        // Refusal accounting, decision detail and the in-cycle record.
+        let mut refusals: Vec<RefusalCount> = Vec::new();
+        let mut feasible_zones: Vec<Arc<str>> = Vec::new();
+        let mut passing = 0usize;
+        for (i, o) in outcomes.iter().enumerate() {
+            if o.status.is_success() {
+                passing += 1;
+                if let Some(z) = &zones[i]
+                    && !feasible_zones.contains(z)
+                {
+                    feasible_zones.push(z.clone());
+                }
+                continue;
+            }
+            let plugin = o.plugin.map_or("framework", PluginName::as_str);
+            for r in o.status.reasons() {
+                match refusals.iter_mut().find(|c| c.plugin == plugin && std::ptr::eq(c.reason, r.message)) {
+                    Some(c) => c.nodes += 1,
+                    None => refusals.push(RefusalCount {
+                        plugin,
+                        code: o.status.code().as_str(),
+                        reason: r.message,
+                        nodes: 1,
+                    }),
+                }
+            }
+            if decision.nodes.len() < self.options.detail_nodes {
+                decision.nodes.push(NodeLine {
+                    node: names[i].to_owned(),
+                    zone: zones[i].as_deref().map(str::to_owned),
+                    feasible: false,
+                    code: o.status.code().as_str(),
+                    plugin: o.plugin.map(PluginName::as_str),
+                    reason: o.status.message().into_owned(),
+                    scores: PluginScores::default(),
+                    combined: 0,
+                    score: 0,
+                });
+            }
+        }
+        for o in &outcomes {
+            if let Some(p) = o.plugin {
+                for r in o.status.reasons() {
+                    self.metrics.refusal(p.as_str(), r.code, 1);
+                }
+            } else if !o.status.is_success() {
+                self.metrics.refusal("framework", NODE_NOT_CACHED.code, 1);
+            }
+        }
+        decision.refusals = refusals;
+        decision.nodes_out = passing;
+        if passing > 0 {
+            let now = Instant::now();
+            let interner = self.cache.interner();
+            self.cache.ledger().enter_cycle(InCycle {
+                uid: Arc::from(uid.as_str()),
+                namespace: interner.intern(&ns),
+                name: Arc::from(name.as_str()),
+                group: group_key.map(|g| interner.intern(&g.name)),
+                summary,
+                zones: feasible_zones,
+                since: now,
+                expires: now + self.options.in_cycle_ttl,
+            });
+        } else {
+            self.cache.ledger().leave_cycle(&uid);
+        }
+        if let Some((reason, message)) = event {
+            self.events.publish(PodEvent {
+                namespace: ns.clone(),
+                name: name.clone(),
+                uid: uid.clone(),
+                type_: EventType::Warning,
+                reason,
+                action: "Scheduling",
+                message,
+            });
+        }
+        let outcome = if passing > 0 { "feasible" } else { "no_feasible_node" };
+        self.metrics.decision("filter", outcome);
+        decision.outcome = outcome;
+        decision.duration_us = elapsed_us(start);
+        self.decisions.push(decision);
+        build_filter_result(input, &candidates.names, &outcomes)
+    }
+
+    // === prioritize ===
+
+    /// Scores candidate nodes 0..10.
+    pub fn prioritize(&self, args: ExtenderArgs) -> HostPriorityList {
+        let start = Instant::now();
+        let ExtenderArgs { pod, nodes, node_names } = args;
+        let input = Input::from_args(node_names, nodes);
+        let Some(pod) = pod else {
+            self.metrics.error("prioritize", "bad_request");
+            return Vec::new();
+        };
+        let config = self.config.load_full();
+        let policy = match resolve(&pod.metadata, &config) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                self.metrics.decision("prioritize", "not_opted_in");
+                return zero_scores(input);
+            }
+            Err(_) => {
+                self.metrics.error("prioritize", "invalid_policy");
+                return zero_scores(input);
+            }
+        };
+        if !self.cache.is_ready() {
+            self.metrics.error("prioritize", "cache_not_synced");
+            return Vec::new();
+        }
+        let (ns, name, uid) = pod_key(&pod);
+        let candidates = self.candidates(&input);
+        let names: Vec<&str> = candidates.names.iter().map(String::as_str).collect();
+        let mut decision = Decision::new("prioritize", format!("{ns}/{name}"), uid);
+        decision.nodes_in = names.len();
+        let (finals, lines) = {
+            let model = self.cache.read();
+            let ctx = PodContext::new(&pod, policy, &config, &model, self.cache.interner());
+            let state = CycleState::prepare(&model, self.cache.ledger(), &ctx, Instant::now());
+            let views = Self::views(&state, &model, &names, &candidates.fallback);
+            let present: Vec<NodeView<'_>> = views.iter().flatten().copied().collect();
+            let mut scores = Vec::new();
+            self.framework.score(&state, &ctx, &present, &mut scores);
+            let weights = self.framework.active_weights(&state, &ctx);
+            let mut finals = vec![(0i64, 0i64, [0i64; 3]); views.len()];
+            let mut k = 0;
+            for (i, v) in views.iter().enumerate() {
+                if v.is_some() {
+                    let (combined, score) = combine(&scores[k], &weights);
+                    finals[i] = (combined, score, scores[k]);
+                    k += 1;
+                }
+            }
+            if let Some(g) = ctx.group() {
+                decision.group = Some(g.to_string());
+                decision.members = Some(ctx.members);
+                decision.zone_counts = state
+                    .zone_spread
+                    .zone_summary(&model)
+                    .into_iter()
+                    .map(|(zone, members)| ZoneCount { zone, members })
+                    .collect();
+            }
+            // Detail for the top nodes only.
+            let mut order: Vec<usize> = (0..views.len()).collect();
+            let top = self.options.detail_nodes.min(order.len());
+            if top > 0 && top < order.len() {
+                order.select_nth_unstable_by(top - 1, |a, b| finals[*b].0.cmp(&finals[*a].0));
+                order.truncate(top);
+            }
+            order.sort_by(|a, b| finals[*b].0.cmp(&finals[*a].0).then_with(|| names[*a].cmp(names[*b])));
+            let lines: Vec<NodeLine> = order
+                .iter()
+                .map(|i| NodeLine {
+                    node: names[*i].to_owned(),
+                    zone: views[*i].and_then(|v| v.zone_name().map(str::to_owned)),
+                    feasible: views[*i].is_some(),
+                    code: if views[*i].is_some() { "Success" } else { "Unschedulable" },
+                    plugin: None,
+                    reason: if views[*i].is_some() { String::new() } else { NODE_NOT_CACHED.message.to_owned() },
+                    scores: PluginScores::from(finals[*i].2),
+                    combined: finals[*i].0,
+                    score: finals[*i].1,
+                })
+                .collect();
+            (finals, lines)
+        };
+        decision.nodes = lines;
+        decision.nodes_out = names.len();
+        decision.outcome = "scored";
+        self.metrics.decision("prioritize", "scored");
+        let result = match input {
+            Input::Names(names) => names
+                .into_iter()
+                .zip(&finals)
+                .map(|(host, f)| HostPriority { host, score: crate::extender::v1::clamp_score(f.1) })
+                .collect(),
+            Input::Nodes(_) => candidates
+                .names
+                .into_iter()
+                .zip(&finals)
+                .map(|(host, f)| HostPriority { host, score: crate::extender::v1::clamp_score(f.1) })
+                .collect(),
+        };
+        decision.duration_us = elapsed_us(start);
+        self.decisions.push(decision);
+        result
+    }
+
+    // === preempt ===
+
+    /// Keeps only candidate nodes whose victims leave every group with its majority.
+    ///
+    /// A group is protected when it has opted in and `n ≥ 3`, **whatever its `quorum`
+    /// setting**: `quorum: off` only turns off the zone placement guard (clusters with one zone
+    /// must turn it off) and says nothing about losing the majority. For each candidate node and
+    /// each protected group with members among the victims: `healthy` = members bound, Ready and
+    /// not terminating; the node is dropped when evicting its healthy victims leaves
+    /// `healthy − evicted < floor(n/2) + 1`. Victims that are not healthy cost nothing.
+    /// `NumPDBViolations` is kept; the reply always uses victims by UID.
+    pub fn preempt(&self, args: ExtenderPreemptionArgs) -> ExtenderPreemptionResult {
+        let start = Instant::now();
+        let (ns, name, uid) = args.pod.as_ref().map(pod_key).unwrap_or_default();
+        let mut decision = Decision::new("preempt", format!("{ns}/{name}"), uid);
+        let candidates: Vec<(String, MetaVictims, Vec<Option<Pod>>)> =
+            match (args.node_name_to_meta_victims, args.node_name_to_victims) {
+                (Some(meta), _) => meta.into_iter().map(|(n, v)| (n, v, Vec::new())).collect(),
+                (None, Some(full)) => full
+                    .into_iter()
+                    .map(|(n, v)| {
+                        let meta = MetaVictims {
+                            pods: v
+                                .pods
+                                .iter()
+                                .map(|p| MetaPod { uid: p.metadata.uid.clone().unwrap_or_default() })
+                                .collect(),
+                            num_pdb_violations: v.num_pdb_violations,
+                        };
+                        (n, meta, v.pods.into_iter().map(Some).collect())
+                    })
+                    .collect(),
+                (None, None) => Vec::new(),
+            };
+        decision.nodes_in = candidates.len();
+        if !self.cache.is_ready() {
+            self.metrics.error("preempt", "cache_not_synced");
+            decision.outcome = "error";
+            decision.error = Some(NOT_SYNCED.to_owned());
+            decision.duration_us = elapsed_us(start);
+            self.decisions.push(decision);
+            return ExtenderPreemptionResult::default();
+        }
+        let config = self.config.load_full();
+        let mut result = ExtenderPreemptionResult::default();
+        {
+            let model = self.cache.read();
+            for (node, meta, full) in candidates {
+                match quorum_breach(&model, &config, &meta, &full) {
+                    Some(why) => decision.detail.push(format!("dropped {node}: {why}")),
+                    None => {
+                        result.node_name_to_meta_victims.insert(node, meta);
+                    }
+                }
+            }
+        }
+        decision.nodes_out = result.node_name_to_meta_victims.len();
+        let outcome = if decision.nodes_out == decision.nodes_in { "kept_all" } else { "dropped_some" };
+        decision.outcome = outcome;
+        self.metrics.decision("preempt", outcome);
+        decision.duration_us = elapsed_us(start);
+        self.decisions.push(decision);
+        result
+    }
+
+    // === bind ===
+
+    /// Binds a pod: ledger entry first, then the API; idempotent when the scheduler retries.
+    pub async fn bind(&self, args: ExtenderBindingArgs) -> ExtenderBindingResult {
+        let start = Instant::now();
+        let ExtenderBindingArgs { pod_name, pod_namespace, pod_uid, node } = args;
+        let mut decision = Decision::new("bind", format!("{pod_namespace}/{pod_name}"), pod_uid.clone());
+        decision.nodes_in = 1;
+        if pod_name.is_empty() || pod_namespace.is_empty() || node.is_empty() {
+            self.metrics.error("bind", "bad_request");
+            return ExtenderBindingResult { error: "bind args need PodName, PodNamespace and Node".to_owned() };
+        }
+        let config = self.config.load_full();
+        let (placement, zone) = self.placement_for(&pod_namespace, &pod_name, &pod_uid, &node, &config);
+        let group = placement.group.clone();
+        if !pod_uid.is_empty() {
+            self.cache.ledger().record(placement);
+        }
+        decision.group = group.as_ref().map(|g| format!("{pod_namespace}/{g}"));
+        let outcome = match self.binder.bind(&pod_namespace, &pod_name, &pod_uid, &node).await {
+            Ok(()) => Ok(false),
+            Err(BindError::Conflict(msg)) => match self.binder.current(&pod_namespace, &pod_name).await {
+                Ok(Some(loc)) if !pod_uid.is_empty() && loc.uid != pod_uid => Err((
+                    "conflict",
+                    format!(
+                        "pod {pod_namespace}/{pod_name} was recreated (uid {} is not {pod_uid}); not binding",
+                        loc.uid
+                    ),
+                )),
+                Ok(Some(loc)) if loc.node.as_deref() == Some(node.as_str()) => Ok(true),
+                Ok(Some(loc)) => Err((
+                    "conflict",
+                    format!(
+                        "pod {pod_namespace}/{pod_name} is already bound to node {}, not {node}",
+                        loc.node.as_deref().unwrap_or("(none)")
+                    ),
+                )),
+                Ok(None) => Err(("not_found", format!("pod {pod_namespace}/{pod_name} no longer exists"))),
+                Err(e) => Err((e.reason(), format!("binding conflict ({msg}) and the pod could not be read: {e}"))),
+            },
+            Err(e) => Err((e.reason(), format!("binding {pod_namespace}/{pod_name} to {node} failed: {e}"))),
+        };
+        let result = match outcome {
+            Ok(already) => {
+                let outcome = if already { "already_bound" } else { "bound" };
+                self.metrics.decision("bind", outcome);
+                decision.outcome = outcome;
+                decision.nodes_out = 1;
+                let scores = self
+                    .decisions
+                    .last_for(&pod_uid, "prioritize")
+                    .and_then(|d| d.nodes.iter().find(|n| n.node == node).cloned());
+                let zones = group.as_ref().map(|g| {
+                    let model = self.cache.read();
+                    let facts = LedgerFacts::collect(
+                        self.cache.ledger(),
+                        &model,
+                        Some(&stowage_policy::GroupKey { namespace: pod_namespace.clone(), name: g.to_string() }),
+                        Instant::now(),
+                    );
+                    group_zone_counts(&model, &facts, &pod_namespace, g)
+                });
+                let mut message = format!("placed on node {node}");
+                if let Some(z) = &zone {
+                    message.push_str(&format!(" in zone {z}"));
+                }
+                if let Some(s) = &scores {
+                    message.push_str(&format!(
+                        "; scores local-data={} zone-spread={} contention={} (extender score {}/10)",
+                        s.scores.local_data, s.scores.zone_spread, s.scores.contention, s.score
+                    ));
+                }
+                if let (Some(g), Some(z)) = (&group, &zones) {
+                    message.push_str(&format!("; group {pod_namespace}/{g} zones {}", zones_text(z)));
+                    decision.zone_counts = z.clone();
+                }
+                decision.detail.push(message.clone());
+                if !already {
+                    self.events.publish(PodEvent {
+                        namespace: pod_namespace.clone(),
+                        name: pod_name.clone(),
+                        uid: pod_uid.clone(),
+                        type_: EventType::Normal,
+                        reason: events::PLACED,
+                        action: "Binding",
+                        message,
+                    });
+                }
+                ExtenderBindingResult::default()
+            }
+            Err((reason, message)) => {
+                self.cache.ledger().remove(&pod_uid);
+                self.metrics.error("bind", reason);
+                self.metrics.decision("bind", "error");
+                decision.outcome = "error";
+                decision.error = Some(message.clone());
+                ExtenderBindingResult { error: message }
+            }
+        };
+        decision.detail.insert(0, format!("target node {node}"));
+        decision.duration_us = elapsed_us(start);
+        self.decisions.push(decision);
+        result
+    }
+
+    fn placement_for(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+        config: &Config,
+    ) -> (Placement, Option<Arc<str>>) {
+        let in_cycle = self.cache.ledger().in_cycle(uid);
+        let model = self.cache.read();
+        let zone = model.node_id(node).and_then(|id| model.slot(id).obj.as_ref()).and_then(|o| o.zone.clone());
+        // The pod as the watcher knows it, else as its filter saw it.
+        let (group, summary) = match model.pod(uid) {
+            Some(p) => {
+                let bits = p.stowage.as_deref();
+                (
+                    bits.and_then(|b| b.group.clone()),
+                    PodSummary {
+                        profile: bits.map(|b| b.profile.clone()),
+                        primary: bits.is_some_and(|b| b.is_primary()),
+                        cpu_m: p.resources.cpu_m,
+                        mem: p.resources.mem,
+                        no_limits: p.resources.no_limits,
+                        best_effort: p.resources.best_effort,
+                        claims: bits.map(|b| b.claims.to_vec()).unwrap_or_default(),
+                    },
+                )
+            }
+            None => in_cycle.map(|c| (c.group, c.summary)).unwrap_or_default(),
+        };
+        let reserved = LedgerFacts::collect(self.cache.ledger(), &model, None, Instant::now()).reserved_pvs;
+        let claimed = local_data::likely_static_pvs(&model, ns, &summary.claims, node, &reserved);
+        let placement = Placement {
+            uid: Arc::from(uid),
+            namespace: self.cache.interner().intern(ns),
+            name: Arc::from(name),
+            group,
+            node: self.cache.interner().intern(node),
+            zone: zone.clone(),
+            cpu_m: summary.cpu_m,
+            mem: summary.mem,
+            profile: summary.profile,
+            primary: summary.primary,
+            no_limits: summary.no_limits,
+            best_effort: summary.best_effort,
+            claimed_pvs: claimed,
+            expires: Instant::now() + config.ledger_ttl,
+        };
+        (placement, zone)
+    }
+}
+
+/// True when the policy has a rule that siblings in cycle could change.
+fn cares_about_siblings(p: &Policy<'_>) -> bool {
+    p.quorum == Quorum::Zone || p.zone_spread != Spread::Off || p.node_spread != Spread::Off
+}
+
+fn trim_raw(raw: &RawValue, interner: &crate::cache::Interner, cfg: &crate::cache::CacheConfig) -> Option<NodeObj> {
+    let node: Node = serde_json::from_str(raw.get()).ok()?;
+    NodeObj::from_k8s(&node, interner, cfg)
+}
+
+fn pass_all(input: Input) -> ExtenderFilterResult {
+    match input {
+        Input::Names(names) => ExtenderFilterResult { node_names: Some(names), ..Default::default() },
+        Input::Nodes(nodes) => ExtenderFilterResult { nodes: Some(nodes), ..Default::default() },
+    }
+}
+
+fn zero_scores(input: Input) -> HostPriorityList {
+    match input {
+        Input::Names(names) => names.into_iter().map(|host| HostPriority { host, score: 0 }).collect(),
+        Input::Nodes(nodes) => nodes
+            .items
+            .iter()
+            .filter_map(|raw| raw_node_name(raw))
+            .map(|host| HostPriority { host: host.to_owned(), score: 0 })
+            .collect(),
+    }
+}
+
+/// Splits the candidates by outcome into the wire result (only input nodes, never both lists
+/// null).
+fn build_filter_result(input: Input, names: &[String], outcomes: &[FilterOutcome]) -> ExtenderFilterResult {
+    let mut failed = FailedNodesMap::default();
+    let mut unresolvable = FailedNodesMap::default();
+    let mut error = String::new();
+    for (name, o) in names.iter().zip(outcomes) {
+        match o.status.code().failed_map() {
+            None => {}
+            Some(FailedMap::FailedNodes) => failed.0.push((name.clone(), o.status.message())),
+            Some(FailedMap::FailedAndUnresolvableNodes) => unresolvable.0.push((name.clone(), o.status.message())),
+            Some(FailedMap::Error) => error = format!("{name}: {}", o.status.message()),
+        }
+    }
+    let mut result = ExtenderFilterResult {
+        failed_nodes: failed,
+        failed_and_unresolvable_nodes: unresolvable,
+        error,
+        ..ExtenderFilterResult::default()
+    };
+    match input {
+        Input::Names(names) => {
+            result.node_names =
+                Some(names.into_iter().zip(outcomes).filter(|(_, o)| o.status.is_success()).map(|(n, _)| n).collect());
+        }
+        Input::Nodes(mut list) => {
+            let items = std::mem::take(&mut list.items);
+            list.items =
+                items.into_iter().zip(outcomes).filter(|(_, o)| o.status.is_success()).map(|(n, _)| n).collect();
+            result.nodes = Some(list);
+        }
+    }
+    result
+}
+
+/// The event to post when zone rules left the pod without any feasible node.
+fn refusal_event(
+    ctx: &PodContext<'_>,
+    st: &zone_spread::State,
+    outcomes: &[FilterOutcome],
+    zones: &[ZoneCount],
+) -> Option<(&'static str, String)> {
+    if outcomes.is_empty() || outcomes.iter().any(|o| o.status.is_success()) {
+        return None;
+    }
+    let zone_refusals = outcomes.iter().filter(|o| o.plugin == Some(PluginName::ZoneSpread));
+    let mut quorum = false;
+    let mut reasons: Vec<&'static str> = Vec::new();
+    let mut any = false;
+    for o in zone_refusals {
+        any = true;
+        for r in o.status.reasons() {
+            if std::ptr::eq(r, &zone_spread::QUORUM) || std::ptr::eq(r, &zone_spread::QUORUM_NO_ZONE) {
+                quorum = true;
+            }
+            if !reasons.contains(&r.message) {
+                reasons.push(r.message);
+            }
+        }
+    }
+    if !any {
+        return None;
+    }
+    let group = ctx.group().map_or_else(|| "(none)".to_owned(), ToString::to_string);
+    if quorum {
+        Some((
+            events::QUORUM_GUARD,
+            format!(
+                "quorum guard: group {group} has n={} voting members; zones {} (max {} per zone); no feasible zone left",
+                ctx.members,
+                zones_text(zones),
+                st.max_per_zone
+            ),
+        ))
+    } else {
+        Some((
+            events::SPREAD_REFUSED,
+            format!(
+                "spread rules (zone-spread={}, node-spread={}): group {group} has n={} members; zones {}; every candidate node refused: {}",
+                ctx.policy.zone_spread,
+                ctx.policy.node_spread,
+                ctx.members,
+                zones_text(zones),
+                reasons.join("; ")
+            ),
+        ))
+    }
+}
+
+/// Why evicting `victims` would break a group's majority, if it would.
+fn quorum_breach(model: &Model, config: &Config, victims: &MetaVictims, full: &[Option<Pod>]) -> Option<String> {
+    struct VictimGroup {
+        key: (Arc<str>, Arc<str>),
+        evicted: u32,
+        members: Option<u32>,
+        statefulset: Option<Arc<str>>,
+    }
+    let mut groups: Vec<VictimGroup> = Vec::new();
+    for (i, v) in victims.pods.iter().enumerate() {
+        let cached = model.pod(&v.uid);
+        let (ns, bits_group, members, sts, healthy) = match cached {
+            Some(p) => {
+                let Some(bits) = p.stowage.as_deref() else { continue };
+                let Some(g) = bits.group.clone() else { continue };
+                (p.namespace.clone(), g, bits.members, bits.statefulset.clone(), healthy(p))
+            }
+            None => {
+                // Not cached (yet): read the victim object sent with nodeCacheCapable=false.
+                let Some(Some(pod)) = full.get(i) else { continue };
+                let cache_cfg = crate::cache::CacheConfig::from_config(config);
+                let interner = crate::cache::Interner::default();
+                let Some(p) = PodObj::from_k8s(pod, &interner, &cache_cfg) else { continue };
+                let Some(bits) = p.stowage.as_deref() else { continue };
+                let Some(g) = bits.group.clone() else { continue };
+                (p.namespace.clone(), g, bits.members, bits.statefulset.clone(), healthy(&p))
+            }
+        };
+        let key = (ns, bits_group);
+        match groups.iter_mut().find(|g| g.key == key) {
+            Some(g) => g.evicted += u32::from(healthy),
+            None => groups.push(VictimGroup { key, evicted: u32::from(healthy), members, statefulset: sts }),
+        }
+    }
+    for VictimGroup { key: (ns, g), evicted, members, statefulset: sts } in groups {
+        if evicted == 0 {
+            continue;
+        }
+        let healthy_now =
+            u32::try_from(model.group_members(&ns, &g).filter(|p| healthy(p)).count()).unwrap_or(u32::MAX);
+        let observed = u32::try_from(model.group_members(&ns, &g).filter(|p| !p.terminating).count()).unwrap_or(0);
+        let n = members
+            .or_else(|| sts.as_deref().and_then(|s| model.statefulset(&ns, s)).map(|s| s.replicas))
+            .unwrap_or(observed);
+        if n < 3 {
+            continue;
+        }
+        let majority = n / 2 + 1;
+        let after = healthy_now.saturating_sub(evicted);
+        if after < majority {
+            return Some(format!(
+                "evicting {evicted} healthy member(s) of group {ns}/{g} leaves {after} of n={n} (majority {majority})"
+            ));
+        }
+    }
+    None
+}
+
+fn healthy(p: &PodObj) -> bool {
+    p.node.is_some() && p.ready && !p.terminating
+}
