@@ -474,3 +474,68 @@ pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation 
     ex.nodes = lines;
     ex
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        snapshot::Snapshot,
+        testing::{PodBuilder, node, statefulset},
+    };
+
+    fn cache(cfg: &Config) -> ClusterCache {
+        let snap = Snapshot {
+            nodes: vec![
+                node("a1", Some("a"), "8", "32Gi"),
+                node("b1", Some("b"), "8", "32Gi"),
+                node("c1", Some("c"), "8", "32Gi"),
+            ],
+            pods: vec![
+                PodBuilder::new("db", "pg-0").member("pg", "pg").owned_by_statefulset("pg").node("a1").build(),
+                PodBuilder::new("apps", "busy").node("b1").requests("6", "24Gi").build(),
+            ],
+            stateful_sets: vec![statefulset("db", "pg", 3, &["data"])],
+            ..Snapshot::default()
+        };
+        ClusterCache::from_snapshot(&snap, cfg)
+    }
+
+    #[test]
+    fn explains_every_node_and_names_the_preferred_one() {
+        let cfg = Config::from_yaml("profiles:\n  pg: {quorum: zone}\n").unwrap();
+        let c = cache(&cfg);
+        let pod = PodBuilder::new("db", "pg-1").member("pg", "pg").owned_by_statefulset("pg").build();
+        let ex = explain(&c, &cfg, &pod);
+        assert_eq!(ex.members, Some(3));
+        assert_eq!(ex.members_source, Some("statefulset"));
+        assert_eq!(ex.nodes.len(), 3);
+        assert_eq!(ex.preferred.as_deref(), Some("c1"), "b1 is busy, a1 is refused");
+        let a1 = ex.nodes.iter().find(|n| n.node == "a1").unwrap();
+        assert!(!a1.feasible && a1.reason.contains("quorum guard"));
+        let text = ex.render_text();
+        assert!(text.contains("NODE") && text.contains("extender prefers: c1"), "{text}");
+        assert!(text.contains("members per zone: a=1 b=0 c=0"), "{text}");
+        let json = serde_json::to_value(&ex).unwrap();
+        assert_eq!(json["preferred"], "c1");
+    }
+
+    #[test]
+    fn pods_not_opted_in_are_explained_as_such() {
+        let cfg = Config::default();
+        let ex = explain(&cache(&cfg), &cfg, &PodBuilder::new("apps", "web").build());
+        assert!(!ex.opted_in);
+        assert!(ex.render_text().contains("not opted in"));
+    }
+
+    #[test]
+    fn the_decision_log_is_bounded_and_newest_first() {
+        let log = DecisionLog::new(2);
+        for i in 0..3 {
+            log.push(Decision::new("filter", format!("db/p{i}"), format!("u{i}")));
+        }
+        let all = log.recent(None, 10);
+        assert_eq!(all.iter().map(|d| d.pod.as_str()).collect::<Vec<_>>(), ["db/p2", "db/p1"]);
+        assert_eq!(log.recent(Some("db/p1"), 10).len(), 1);
+        assert!(log.last_for("u2", "filter").is_some());
+    }
+}

@@ -1,0 +1,226 @@
+//! The HTTP edge, in-process with `tower::ServiceExt::oneshot`.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use common::*;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use stowage_scheduler::{
+    ClusterCache, Extender, FakeBinder, NoopEvents, Options, RouterOptions, metrics::Metrics, router, router_with,
+    snapshot::Snapshot, testing::statefulset,
+};
+use tower::ServiceExt;
+
+fn app() -> (World, Router) {
+    let w = world(
+        PG_CONFIG,
+        Snapshot { nodes: six_nodes(), stateful_sets: vec![statefulset("db", "pg", 3, &[])], ..Snapshot::default() },
+    );
+    let r = router(w.ext.clone());
+    (w, r)
+}
+
+fn unsynced() -> Router {
+    let cfg = stowage_policy::Config::from_yaml(PG_CONFIG).unwrap();
+    let ext = Extender::with_metrics(
+        Arc::new(ClusterCache::new(&cfg)),
+        Arc::new(arc_swap::ArcSwap::from_pointee(cfg)),
+        Arc::new(FakeBinder::default()),
+        Arc::new(NoopEvents),
+        Metrics::unregistered(),
+        Options::default(),
+    );
+    router(Arc::new(ext))
+}
+
+fn post(uri: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::builder().uri(uri).body(Body::empty()).unwrap()
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[tokio::test]
+async fn filter_before_sync_is_an_error_reply_and_readyz_is_503() {
+    let app = unsynced();
+    let (status, body) = send(&app, post("/scheduler/filter", fixture("handwritten-filter-args-node-names"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Error"], "stowage cache has not synced yet");
+    let (status, body) = send(&app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("\"ready\":false") && body.contains("\"kind\":\"pods\""), "{body}");
+    let (status, body) = send(&app, post("/scheduler/prioritize", fixture("handwritten-filter-args-node-names"))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "[]"));
+    let (status, _) = send(&app, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn synced_filter_and_prioritize_speak_pascal_case() {
+    let (_w, app) = app();
+    let (status, _) = send(&app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(&app, post("/scheduler/filter", fixture("handwritten-filter-args-node-names"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["NodeNames"], json!(["a1", "b1"]));
+    assert_eq!(v["Nodes"], Value::Null);
+    assert!(v.get("FailedNodes").is_some() && v.get("FailedAndUnresolvableNodes").is_some());
+    let (status, body) = send(&app, post("/scheduler/prioritize", fixture("handwritten-filter-args-lowercase"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), 2);
+    assert!(arr.iter().all(|h| h["Host"].is_string() && (0..=10).contains(&h["Score"].as_i64().unwrap())));
+}
+
+#[tokio::test]
+async fn full_node_objects_come_back_as_objects() {
+    let (_w, app) = app();
+    let (status, body) = send(&app, post("/scheduler/filter", fixture("handwritten-filter-args-nodes"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["NodeNames"], Value::Null);
+    assert_eq!(v["Nodes"]["items"].as_array().unwrap().len(), 2);
+    assert_eq!(v["Nodes"]["items"][0]["status"]["allocatable"]["cpu"], "8");
+}
+
+#[tokio::test]
+async fn bind_and_preempt_over_http() {
+    let (w, app) = app();
+    w.binder.add_pod("db", "pg-0", "0f6b1c7e-0000-4000-8000-000000000001", None);
+    let (status, body) = send(&app, post("/scheduler/bind", fixture("handwritten-bind-args"))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"Error":""}"#));
+    let (status, body) = send(&app, post("/scheduler/preempt", fixture("handwritten-preempt-args-victims"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["NodeNameToMetaVictims"]["b1"]["Pods"][0]["UID"], "22222222-0000-4000-8000-000000000002");
+    assert_eq!(v["NodeNameToMetaVictims"]["b1"]["NumPDBViolations"], 1);
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_precise_400s() {
+    let (_w, app) = app();
+    let (status, body) = send(&app, post("/scheduler/filter", "{\"Pod\": {}, \"NodeNames\": [1,")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], 400);
+    assert!(v["message"].as_str().unwrap().contains("line 1 column"), "{body}");
+    let (status, body) = send(&app, post("/scheduler/filter", r#"{"NodeNames":["a1"]}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("missing field `Pod`"), "{body}");
+    let (status, body) = send(&app, post("/scheduler/bind", r#"{"PodName": 3}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("bind: invalid request body"), "{body}");
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415_and_wrong_method_405() {
+    let (_w, app) = app();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/scheduler/filter")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(body.contains("\"code\":415"), "{body}");
+    let req = Request::builder().method(Method::POST).uri("/scheduler/filter").body(Body::from("{}")).unwrap();
+    assert_eq!(send(&app, req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let ok = Request::builder()
+        .method(Method::POST)
+        .uri("/scheduler/filter")
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(fixture("handwritten-filter-args-node-names")))
+        .unwrap();
+    assert_eq!(send(&app, ok).await.0, StatusCode::OK);
+    let (status, body) = send(&app, get("/scheduler/filter")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(body.contains("\"code\":405"), "{body}");
+    assert_eq!(send(&app, post("/readyz", "{}")).await.0, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(send(&app, get("/nope")).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_before_and_while_reading() {
+    let (w, _) = app();
+    let app = router_with(w.ext.clone(), RouterOptions { body_limit: 1024, ..RouterOptions::default() });
+    let big = "x".repeat(4096);
+    let mut req = post("/scheduler/filter", big.clone());
+    req.headers_mut().insert(header::CONTENT_LENGTH, big.len().into());
+    let (status, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body.contains("request body of 4096 bytes is above the limit of 1024 bytes"), "{body}");
+    // Chunked: no Content-Length, cut off while reading.
+    let chunks: Vec<Result<String, std::io::Error>> = (0..8).map(|_| Ok("y".repeat(512))).collect();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/scheduler/filter")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    let (status, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body.contains("\"code\":413"), "{body}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_are_bounded_by_the_timeout() {
+    let (w, _) = app();
+    let app = router_with(
+        w.ext.clone(),
+        RouterOptions { request_timeout: Duration::from_millis(100), ..RouterOptions::default() },
+    );
+    // pg-0 is in cycle over several zones, so pg-1's filter would wait up to 1.5 s.
+    assert_eq!(w.filter(&member(0).build(), &ALL).await.node_names.unwrap().len(), 6);
+    let body = serde_json::to_string(&args(&member(1).build(), &ALL)).unwrap();
+    let (status, _) = send(&app, post("/scheduler/filter", body)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn debug_decisions_as_json_and_text() {
+    let (w, app) = app();
+    let _ = w.filter(&member(0).build(), &["a1"]).await;
+    let _ = w.filter(&member(1).build(), &ALL).await;
+    let (status, body) = send(&app, get("/debug/decisions?pod=db/pg-0&limit=5")).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["verb"], "filter");
+    assert_eq!(v[0]["group"], "db/pg");
+    let (status, body) = send(&app, get("/debug/decisions?format=text")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("filter db/pg-1") && body.contains("filter db/pg-0"), "{body}");
+    let (status, _) = send(&app, get("/debug/decisions?format=xml")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = send(&app, get("/debug/decisions?limit=many")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
