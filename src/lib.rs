@@ -7,6 +7,7 @@
 mod certs_cmd;
 pub mod cli;
 mod commands;
+mod explain_cmd;
 mod kube_client;
 mod mutate_cmd;
 mod serve;
@@ -29,7 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs(CertsCommand::Install(args)) => runtime()?.block_on(certs_cmd::install(&args)),
         Command::Mutate(args) => mutate_cmd::mutate(&args),
         Command::Serve(args) => runtime()?.block_on(serve::serve(*args)),
-        Command::Explain(_) => anyhow::bail!("not available yet"),
+        Command::Explain(args) => explain_cmd::explain_cmd(&args),
     }
 }
 

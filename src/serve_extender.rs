@@ -1,14 +1,25 @@
-//! The extender half of `stowage serve`.
+//! The extender half of `stowage serve`: the cluster cache (watchers or a snapshot), the
+//! binder, the event publisher and the router.
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use stowage_policy::Config;
+use stowage_scheduler::{
+    ClusterCache, Extender, KubeBinder, NoopEvents, RouterOptions,
+    binder::{BindError, BindFuture, Binder, PodLocation},
+    events::{EventPublisher, EventSink},
+    router_with,
+    snapshot::Snapshot,
+    spawn_watchers,
+};
 use tokio::{sync::watch, task::JoinSet};
+use tracing::info;
 
-use crate::cli::ServeArgs;
+use crate::{cli::ServeArgs, serve::until_stopped};
 
 /// What starting the extender needs.
 pub(crate) struct Inputs<'a> {
@@ -28,6 +39,87 @@ pub(crate) struct Started {
     pub ready: Box<dyn Fn() -> Result<(), String> + Send + Sync>,
 }
 
-pub(crate) async fn start(_inputs: Inputs<'_>) -> anyhow::Result<Started> {
-    anyhow::bail!("the extender is not wired yet")
+/// Binding needs a cluster; a snapshot-backed extender answers bind with an error.
+#[derive(Debug)]
+struct SnapshotBinder;
+
+impl Binder for SnapshotBinder {
+    fn bind<'a>(&'a self, _: &'a str, _: &'a str, _: &'a str, _: &'a str) -> BindFuture<'a, ()> {
+        Box::pin(async { Err(BindError::Transport("serving from a snapshot: binding needs a cluster".to_owned())) })
+    }
+
+    fn current<'a>(&'a self, _: &'a str, _: &'a str) -> BindFuture<'a, Option<PodLocation>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+pub(crate) async fn start(inputs: Inputs<'_>) -> anyhow::Result<Started> {
+    let Inputs { args, config, client, snapshot, registry, tasks, stop } = inputs;
+    let current = config.load_full();
+    let (cache, binder, events): (Arc<ClusterCache>, Arc<dyn Binder>, Arc<dyn EventSink>) = match (client, snapshot) {
+        (Some(client), _) => {
+            let cache = Arc::new(ClusterCache::new(&current));
+            let watchers = spawn_watchers(client.clone(), Arc::clone(&cache));
+            tasks.spawn(async move {
+                watchers.await.context("cluster watchers")?;
+                anyhow::bail!("cluster watchers stopped")
+            });
+            let instance = std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "stowage".to_owned());
+            let (events, publisher) = EventPublisher::spawn_kube(client.clone(), instance);
+            tasks.spawn(async move {
+                let _ = publisher.await;
+                Ok(())
+            });
+            (cache, Arc::new(KubeBinder::new(client)) as Arc<dyn Binder>, events)
+        }
+        (None, Some(path)) => {
+            let snap = Snapshot::load(path)?;
+            let cache = Arc::new(ClusterCache::from_snapshot(&snap, &current));
+            info!(objects = snap.len(), path = %path.display(), "extender serving from a snapshot");
+            (cache, Arc::new(SnapshotBinder), Arc::new(NoopEvents))
+        }
+        (None, None) => anyhow::bail!("the extender needs a cluster (kubeconfig) or --snapshot"),
+    };
+
+    // Config changes also change label keys the cache indexes by.
+    {
+        let cache = Arc::clone(&cache);
+        let config = Arc::clone(&config);
+        let interval = args.reload_interval.max(Duration::from_millis(100));
+        tasks.spawn(until_stopped(
+            async move {
+                let mut seen = config.load_full();
+                let mut ticker = tokio::time::interval(interval);
+                loop {
+                    ticker.tick().await;
+                    let now = config.load_full();
+                    if !Arc::ptr_eq(&now, &seen) {
+                        cache.reconfigure(&now);
+                        seen = now;
+                    }
+                }
+            },
+            stop,
+        ));
+    }
+
+    let extender = Arc::new(Extender::new(Arc::clone(&cache), config, binder, events, registry));
+    let router = router_with(
+        Arc::clone(&extender),
+        RouterOptions { body_limit: args.extender_max_body_bytes, request_timeout: args.extender_timeout },
+    );
+    let admin_routes =
+        Router::new().route_service("/debug/decisions", router.clone().into_service::<axum::body::Body>());
+    let ready_cache = Arc::clone(&cache);
+    let ready = Box::new(move || {
+        if ready_cache.is_ready() {
+            return Ok(());
+        }
+        let waiting: Vec<String> =
+            ready_cache.status().into_iter().filter(|k| !k.synced).map(|k| format!("{:?}", k.kind)).collect();
+        Err(format!("cluster cache has not synced yet (waiting for {})", waiting.join(", ")))
+    });
+    Ok(Started { router, admin_routes, ready })
 }
