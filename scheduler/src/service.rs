@@ -32,8 +32,7 @@ use crate::{
     explain::{Decision, DecisionLog, NodeLine, PluginScores, RefusalCount, ZoneCount},
     extender::v1::{
         ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult, ExtenderPreemptionArgs,
-        ExtenderPreemptionResult, FailedNodesMap, HostPriority, HostPriorityList, MetaPod, MetaVictims, NodeList,
-        raw_node_name,
+        ExtenderPreemptionResult, HostPriority, HostPriorityList, MetaPod, MetaVictims, NodeList, raw_node_name,
     },
     framework::{
         CycleState, FailedMap, FilterOutcome, Framework, LedgerFacts, NODE_NOT_CACHED, NodeView, PluginName,
@@ -120,9 +119,19 @@ impl Input {
 }
 
 /// Names and, for nodes the cache lacks, trimmed copies of the objects sent in `Nodes`.
-struct Candidates {
-    names: Vec<String>,
+struct Candidates<'i> {
+    names: Vec<&'i str>,
     fallback: Vec<Option<NodeObj>>,
+}
+
+/// What one filter pass found, besides the per-node outcomes.
+#[derive(Default)]
+struct FilterPass {
+    passing: usize,
+    feasible_zones: Vec<Arc<str>>,
+    refusals: Vec<(Option<PluginName>, &'static crate::framework::Reason, crate::framework::Code, usize)>,
+    event: Option<(&'static str, String)>,
+    summary: PodSummary,
 }
 
 fn pod_key(pod: &Pod) -> (String, String, String) {
@@ -230,17 +239,19 @@ impl Extender {
         self.config.load_full()
     }
 
-    fn candidates(&self, input: &Input) -> Candidates {
+    fn candidates<'i>(&self, input: &'i Input) -> Candidates<'i> {
         match input {
-            Input::Names(names) => Candidates { names: names.clone(), fallback: Vec::new() },
+            Input::Names(names) => {
+                Candidates { names: names.iter().map(String::as_str).collect(), fallback: Vec::new() }
+            }
             Input::Nodes(list) => {
                 let cfg = self.cache.cache_config();
                 let model = self.cache.read();
                 let mut names = Vec::with_capacity(list.items.len());
                 let mut fallback = Vec::with_capacity(list.items.len());
                 for raw in &list.items {
-                    let name = raw_node_name(raw).unwrap_or_default().to_owned();
-                    let cached = model.node_id(&name).is_some_and(|id| model.slot(id).obj.is_some());
+                    let name = raw_node_name(raw).unwrap_or_default();
+                    let cached = model.node_id(name).is_some_and(|id| model.slot(id).obj.is_some());
                     fallback.push(if cached { None } else { trim_raw(raw, self.cache.interner(), &cfg) });
                     names.push(name);
                 }
@@ -326,17 +337,16 @@ impl Extender {
                 self.metrics.error("filter", "sibling_wait_timeout");
             }
         }
-        let candidates = self.candidates(&input);
-        let names: Vec<&str> = candidates.names.iter().map(String::as_str).collect();
 
         let mut decision = Decision::new("filter", format!("{ns}/{name}"), uid.clone());
-        decision.nodes_in = names.len();
+        decision.nodes_in = input.len();
         decision.waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
-        let (outcomes, zones, event, summary) = {
+        let (outcomes, pass) = {
+            let candidates = self.candidates(&input);
             let model = self.cache.read();
             let ctx = PodContext::new(&pod, policy, &config, &model, self.cache.interner());
             let state = CycleState::prepare(&model, self.cache.ledger(), &ctx, Instant::now());
-            let views = Self::views(&state, &model, &names, &candidates.fallback);
+            let views = Self::views(&state, &model, &candidates.names, &candidates.fallback);
             let outcomes: Vec<FilterOutcome> = views
                 .iter()
                 .map(|v| match v {
@@ -344,7 +354,6 @@ impl Extender {
                     None => FilterOutcome { status: Status::unschedulable(&NODE_NOT_CACHED), plugin: None },
                 })
                 .collect();
-            let zones: Vec<Option<Arc<str>>> = views.iter().map(|v| v.and_then(|v| v.obj.zone.clone())).collect();
             if let Some(g) = ctx.group() {
                 decision.group = Some(g.to_string());
                 decision.members = Some(ctx.members);
@@ -355,71 +364,61 @@ impl Extender {
                     .map(|(zone, members)| ZoneCount { zone, members })
                     .collect();
             }
-            let event = refusal_event(&ctx, &state.zone_spread, &outcomes, &decision.zone_counts);
-            let summary = PodSummary {
-                profile: Some(self.cache.interner().intern(&ctx.policy.profile_name)),
-                primary: ctx.primary,
-                cpu_m: ctx.resources.cpu_m,
-                mem: ctx.resources.mem,
-                no_limits: ctx.resources.no_limits,
-                best_effort: ctx.resources.best_effort,
-                claims: ctx.claims.iter().map(|c| self.cache.interner().intern(c)).collect(),
+            let mut pass = FilterPass {
+                event: refusal_event(&ctx, &state.zone_spread, &outcomes, &decision.zone_counts),
+                summary: PodSummary {
+                    profile: Some(self.cache.interner().intern(&ctx.policy.profile_name)),
+                    primary: ctx.primary,
+                    cpu_m: ctx.resources.cpu_m,
+                    mem: ctx.resources.mem,
+                    no_limits: ctx.resources.no_limits,
+                    best_effort: ctx.resources.best_effort,
+                    claims: ctx.claims.iter().map(|c| self.cache.interner().intern(c)).collect(),
+                },
+                ..FilterPass::default()
             };
-            (outcomes, zones, event, summary)
+            // One pass over the results: feasible zones, refusal counts, a sample of refusals.
+            for (i, o) in outcomes.iter().enumerate() {
+                let zone = views[i].and_then(|v| v.obj.zone.as_ref());
+                if o.status.is_success() {
+                    pass.passing += 1;
+                    if let Some(z) = zone
+                        && !pass.feasible_zones.contains(z)
+                    {
+                        pass.feasible_zones.push(z.clone());
+                    }
+                    continue;
+                }
+                for r in o.status.reasons() {
+                    match pass.refusals.iter_mut().find(|c| c.0 == o.plugin && std::ptr::eq(c.1, r)) {
+                        Some(c) => c.3 += 1,
+                        None => pass.refusals.push((o.plugin, r, o.status.code(), 1)),
+                    }
+                }
+                if decision.nodes.len() < self.options.detail_nodes {
+                    decision.nodes.push(NodeLine {
+                        node: candidates.names[i].to_owned(),
+                        zone: zone.map(ToString::to_string),
+                        feasible: false,
+                        code: o.status.code().as_str(),
+                        plugin: o.plugin.map(PluginName::as_str),
+                        reason: o.status.message().into_owned(),
+                        scores: PluginScores::default(),
+                        combined: 0,
+                        score: 0,
+                    });
+                }
+            }
+            (outcomes, pass)
         };
 
-        // Refusal accounting, decision detail and the in-cycle record.
-        let mut refusals: Vec<RefusalCount> = Vec::new();
-        let mut feasible_zones: Vec<Arc<str>> = Vec::new();
-        let mut passing = 0usize;
-        for (i, o) in outcomes.iter().enumerate() {
-            if o.status.is_success() {
-                passing += 1;
-                if let Some(z) = &zones[i]
-                    && !feasible_zones.contains(z)
-                {
-                    feasible_zones.push(z.clone());
-                }
-                continue;
-            }
-            let plugin = o.plugin.map_or("framework", PluginName::as_str);
-            for r in o.status.reasons() {
-                match refusals.iter_mut().find(|c| c.plugin == plugin && std::ptr::eq(c.reason, r.message)) {
-                    Some(c) => c.nodes += 1,
-                    None => refusals.push(RefusalCount {
-                        plugin,
-                        code: o.status.code().as_str(),
-                        reason: r.message,
-                        nodes: 1,
-                    }),
-                }
-            }
-            if decision.nodes.len() < self.options.detail_nodes {
-                decision.nodes.push(NodeLine {
-                    node: names[i].to_owned(),
-                    zone: zones[i].as_deref().map(str::to_owned),
-                    feasible: false,
-                    code: o.status.code().as_str(),
-                    plugin: o.plugin.map(PluginName::as_str),
-                    reason: o.status.message().into_owned(),
-                    scores: PluginScores::default(),
-                    combined: 0,
-                    score: 0,
-                });
-            }
+        for (plugin, reason, code, n) in &pass.refusals {
+            let plugin = plugin.map_or("framework", PluginName::as_str);
+            self.metrics.refusal(plugin, reason.code, *n as u64);
+            decision.refusals.push(RefusalCount { plugin, code: code.as_str(), reason: reason.message, nodes: *n });
         }
-        for o in &outcomes {
-            if let Some(p) = o.plugin {
-                for r in o.status.reasons() {
-                    self.metrics.refusal(p.as_str(), r.code, 1);
-                }
-            } else if !o.status.is_success() {
-                self.metrics.refusal("framework", NODE_NOT_CACHED.code, 1);
-            }
-        }
-        decision.refusals = refusals;
-        decision.nodes_out = passing;
-        if passing > 0 {
+        decision.nodes_out = pass.passing;
+        if pass.passing > 0 {
             let now = Instant::now();
             let interner = self.cache.interner();
             self.cache.ledger().enter_cycle(InCycle {
@@ -427,15 +426,15 @@ impl Extender {
                 namespace: interner.intern(&ns),
                 name: Arc::from(name.as_str()),
                 group: group_key.map(|g| interner.intern(&g.name)),
-                summary,
-                zones: feasible_zones,
+                summary: pass.summary,
+                zones: pass.feasible_zones,
                 since: now,
                 expires: now + self.options.in_cycle_ttl,
             });
         } else {
             self.cache.ledger().leave_cycle(&uid);
         }
-        if let Some((reason, message)) = event {
+        if let Some((reason, message)) = pass.event {
             self.events.publish(PodEvent {
                 namespace: ns.clone(),
                 name: name.clone(),
@@ -446,12 +445,12 @@ impl Extender {
                 message,
             });
         }
-        let outcome = if passing > 0 { "feasible" } else { "no_feasible_node" };
+        let outcome = if pass.passing > 0 { "feasible" } else { "no_feasible_node" };
         self.metrics.decision("filter", outcome);
         decision.outcome = outcome;
         decision.duration_us = elapsed_us(start);
         self.decisions.push(decision);
-        build_filter_result(input, &candidates.names, &outcomes)
+        build_filter_result(input, &outcomes)
     }
 
     // === prioritize ===
@@ -482,15 +481,15 @@ impl Extender {
             return Vec::new();
         }
         let (ns, name, uid) = pod_key(&pod);
-        let candidates = self.candidates(&input);
-        let names: Vec<&str> = candidates.names.iter().map(String::as_str).collect();
         let mut decision = Decision::new("prioritize", format!("{ns}/{name}"), uid);
-        decision.nodes_in = names.len();
+        decision.nodes_in = input.len();
         let (finals, lines) = {
+            let candidates = self.candidates(&input);
+            let names = &candidates.names;
             let model = self.cache.read();
             let ctx = PodContext::new(&pod, policy, &config, &model, self.cache.interner());
             let state = CycleState::prepare(&model, self.cache.ledger(), &ctx, Instant::now());
-            let views = Self::views(&state, &model, &names, &candidates.fallback);
+            let views = Self::views(&state, &model, names, &candidates.fallback);
             let present: Vec<NodeView<'_>> = views.iter().flatten().copied().collect();
             let mut scores = Vec::new();
             self.framework.score(&state, &ctx, &present, &mut scores);
@@ -539,7 +538,7 @@ impl Extender {
             (finals, lines)
         };
         decision.nodes = lines;
-        decision.nodes_out = names.len();
+        decision.nodes_out = decision.nodes_in;
         decision.outcome = "scored";
         self.metrics.decision("prioritize", "scored");
         let result = match input {
@@ -548,11 +547,14 @@ impl Extender {
                 .zip(&finals)
                 .map(|(host, f)| HostPriority { host, score: crate::extender::v1::clamp_score(f.1) })
                 .collect(),
-            Input::Nodes(_) => candidates
-                .names
-                .into_iter()
+            Input::Nodes(list) => list
+                .items
+                .iter()
                 .zip(&finals)
-                .map(|(host, f)| HostPriority { host, score: crate::extender::v1::clamp_score(f.1) })
+                .map(|(raw, f)| HostPriority {
+                    host: raw_node_name(raw).unwrap_or_default().to_owned(),
+                    score: crate::extender::v1::clamp_score(f.1),
+                })
                 .collect(),
         };
         decision.duration_us = elapsed_us(start);
@@ -812,34 +814,39 @@ fn zero_scores(input: Input) -> HostPriorityList {
 }
 
 /// Splits the candidates by outcome into the wire result (only input nodes, never both lists
-/// null).
-fn build_filter_result(input: Input, names: &[String], outcomes: &[FilterOutcome]) -> ExtenderFilterResult {
-    let mut failed = FailedNodesMap::default();
-    let mut unresolvable = FailedNodesMap::default();
-    let mut error = String::new();
-    for (name, o) in names.iter().zip(outcomes) {
-        match o.status.code().failed_map() {
-            None => {}
-            Some(FailedMap::FailedNodes) => failed.0.push((name.clone(), o.status.message())),
-            Some(FailedMap::FailedAndUnresolvableNodes) => unresolvable.0.push((name.clone(), o.status.message())),
-            Some(FailedMap::Error) => error = format!("{name}: {}", o.status.message()),
+/// null); names move from the input into the reply.
+fn build_filter_result(input: Input, outcomes: &[FilterOutcome]) -> ExtenderFilterResult {
+    let mut result = ExtenderFilterResult::default();
+    let refuse = |name: String, o: &FilterOutcome, result: &mut ExtenderFilterResult| match o.status.code().failed_map()
+    {
+        None => {}
+        Some(FailedMap::FailedNodes) => result.failed_nodes.0.push((name, o.status.message())),
+        Some(FailedMap::FailedAndUnresolvableNodes) => {
+            result.failed_and_unresolvable_nodes.0.push((name, o.status.message()));
         }
-    }
-    let mut result = ExtenderFilterResult {
-        failed_nodes: failed,
-        failed_and_unresolvable_nodes: unresolvable,
-        error,
-        ..ExtenderFilterResult::default()
+        Some(FailedMap::Error) => result.error = format!("{name}: {}", o.status.message()),
     };
     match input {
         Input::Names(names) => {
-            result.node_names =
-                Some(names.into_iter().zip(outcomes).filter(|(_, o)| o.status.is_success()).map(|(n, _)| n).collect());
+            let mut passing = Vec::with_capacity(names.len());
+            for (name, o) in names.into_iter().zip(outcomes) {
+                if o.status.is_success() {
+                    passing.push(name);
+                } else {
+                    refuse(name, o, &mut result);
+                }
+            }
+            result.node_names = Some(passing);
         }
         Input::Nodes(mut list) => {
             let items = std::mem::take(&mut list.items);
-            list.items =
-                items.into_iter().zip(outcomes).filter(|(_, o)| o.status.is_success()).map(|(n, _)| n).collect();
+            for (raw, o) in items.into_iter().zip(outcomes) {
+                if o.status.is_success() {
+                    list.items.push(raw);
+                } else {
+                    refuse(raw_node_name(&raw).unwrap_or_default().to_owned(), o, &mut result);
+                }
+            }
             result.nodes = Some(list);
         }
     }

@@ -176,6 +176,7 @@ impl ClusterCache {
             .into_iter()
             .map(|mut n| {
                 n.zone = n.labels.get(&new.zone_label).filter(|z| !z.is_empty()).map(|z| self.interner.intern(z));
+                n.has_hostname_label = n.labels.get(&new.hostname_label).is_some();
                 n.hostname =
                     n.labels.get(&new.hostname_label).map_or_else(|| n.name.clone(), |h| self.interner.intern(h));
                 n

@@ -8,6 +8,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    hash::{BuildHasherDefault, Hasher},
     sync::Arc,
 };
 
@@ -50,6 +51,33 @@ impl Interner {
         self.len() == 0
     }
 }
+
+/// FNV-1a: a fast hasher for the short keys (node, host, volume names, uids) looked up once
+/// per candidate node on the hot path. Keys come from cluster objects only admins create.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// A hash map keyed with [`Fnv`].
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
 /// Dense index of a node slot (stable while the slot is referenced).
 pub type NodeId = u32;
@@ -204,17 +232,17 @@ type GroupRef = (Arc<str>, Arc<str>);
 #[derive(Debug, Default)]
 pub struct Model {
     nodes: Vec<NodeSlot>,
-    node_ids: HashMap<Arc<str>, NodeId>,
+    node_ids: FastMap<Arc<str>, NodeId>,
     free_slots: Vec<NodeId>,
     node_count: usize,
     zones: Vec<Arc<str>>,
     zone_ids: HashMap<Arc<str>, ZoneId>,
     zone_nodes: Vec<Vec<NodeId>>,
-    hosts: HashMap<Arc<str>, Vec<NodeId>>,
-    pods: HashMap<Arc<str>, PodObj>,
+    hosts: FastMap<Arc<str>, Vec<NodeId>>,
+    pods: FastMap<Arc<str>, PodObj>,
     groups: NsMap<Vec<Arc<str>>>,
-    pvs: HashMap<Arc<str>, PvObj>,
-    pvs_by_host: HashMap<Arc<str>, Vec<Arc<str>>>,
+    pvs: FastMap<Arc<str>, Arc<PvObj>>,
+    pvs_by_host: FastMap<Arc<str>, Vec<Arc<PvObj>>>,
     pvs_pinned_other: BTreeSet<Arc<str>>,
     pv_by_claim: NsMap<Arc<str>>,
     pvcs: HashMap<Arc<str>, BTreeMap<Arc<str>, PvcObj>>,
@@ -348,32 +376,32 @@ impl Model {
     /// A PV.
     #[must_use]
     pub fn pv(&self, name: &str) -> Option<&PvObj> {
-        self.pvs.get(name)
+        self.pvs.get(name).map(AsRef::as_ref)
     }
 
     /// The PV bound to a claim: the claim's `volumeName`, else a PV whose `claimRef` names it.
     #[must_use]
     pub fn pv_for_claim(&self, namespace: &str, claim: &str) -> Option<&PvObj> {
         if let Some(v) = self.pvc(namespace, claim).and_then(|c| c.volume.as_ref()) {
-            return self.pvs.get(v);
+            return self.pv(v);
         }
         let name = self.pv_by_claim.get(namespace)?.get(claim)?;
-        self.pvs.get(name)
+        self.pv(name)
     }
 
     /// PVs pinned (by hostname affinity) to `host`.
     pub fn pvs_on_host<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a PvObj> + 'a {
-        self.pvs_by_host.get(host).into_iter().flatten().filter_map(|n| self.pvs.get(n))
+        self.pvs_by_host.get(host).into_iter().flatten().map(AsRef::as_ref)
     }
 
     /// PVs with a node affinity that does not simply name hosts.
     pub fn pvs_pinned_other(&self) -> impl Iterator<Item = &PvObj> {
-        self.pvs_pinned_other.iter().filter_map(|n| self.pvs.get(n))
+        self.pvs_pinned_other.iter().filter_map(|n| self.pv(n))
     }
 
     /// Every PV.
     pub fn pvs(&self) -> impl Iterator<Item = &PvObj> {
-        self.pvs.values()
+        self.pvs.values().map(AsRef::as_ref)
     }
 
     /// A StorageClass.
@@ -546,14 +574,14 @@ impl Model {
         gone
     }
 
-    fn index_pv(&mut self, pv: &PvObj, add: bool) {
+    fn index_pv(&mut self, pv: &Arc<PvObj>, add: bool) {
         if let Some(hosts) = &pv.hosts {
             for h in hosts.iter() {
                 let v = self.pvs_by_host.entry(h.clone()).or_default();
                 if add {
-                    v.push(pv.name.clone());
+                    v.push(pv.clone());
                 } else {
-                    remove_from(v, &pv.name);
+                    v.retain(|x| x.name != pv.name);
                     if v.is_empty() {
                         self.pvs_by_host.remove(h);
                     }
@@ -585,6 +613,7 @@ impl Model {
         if let Some(old) = self.pvs.remove(&pv.name) {
             self.index_pv(&old, false);
         }
+        let pv = Arc::new(pv);
         self.index_pv(&pv, true);
         self.pvs.insert(pv.name.clone(), pv);
     }

@@ -77,6 +77,8 @@ pub struct NodeObj {
     pub zone: Option<Arc<str>>,
     /// Value of the hostname label (the node name when absent).
     pub hostname: Arc<str>,
+    /// The node carries the hostname label.
+    pub has_hostname_label: bool,
     /// Taints.
     pub taints: Box<[Taint]>,
     /// `spec.unschedulable`.
@@ -97,6 +99,7 @@ impl NodeObj {
         let labels =
             Labels::new(interner, node.metadata.labels.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
         let zone = labels.get(&cfg.zone_label).filter(|z| !z.is_empty()).map(|z| interner.intern(z));
+        let has_hostname_label = labels.get(&cfg.hostname_label).is_some();
         let hostname = labels.get(&cfg.hostname_label).map_or_else(|| name.clone(), |h| interner.intern(h));
         let spec = node.spec.as_ref();
         let taints = spec
@@ -116,6 +119,7 @@ impl NodeObj {
             labels,
             zone,
             hostname,
+            has_hostname_label,
             taints,
             unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
             alloc_cpu_m: get("cpu")
@@ -312,6 +316,9 @@ pub struct PvObj {
     pub pin: Option<NodeSelector>,
     /// The hostnames the affinity pins to, when it pins to hosts.
     pub hosts: Option<Box<[Arc<str>]>>,
+    /// The affinity is nothing but `hostname In [hosts]`: a node found through its hostname
+    /// label matches without evaluating the selector.
+    pub host_only: bool,
     /// A `local` or `hostPath` volume.
     pub local: bool,
     /// `spec.claimRef` namespace/name.
@@ -321,6 +328,15 @@ pub struct PvObj {
 }
 
 impl PvObj {
+    /// True when the volume can be used on `node`.
+    #[must_use]
+    pub fn usable_on(&self, node: &NodeObj) -> bool {
+        if self.host_only && node.has_hostname_label {
+            return self.hosts.as_ref().is_some_and(|h| h.contains(&node.hostname));
+        }
+        self.pin.as_ref().is_some_and(|p| p.matches(&node.name, &node.labels))
+    }
+
     /// True when the volume lives on specific node(s): its affinity names hosts, or it is a
     /// local/hostPath volume with any affinity.
     #[must_use]
@@ -338,6 +354,8 @@ impl PvObj {
             .and_then(|a| a.required.as_ref())
             .map(|r| NodeSelector::from_k8s(interner, r));
         let hosts = pin.as_ref().and_then(|p| p.pinned_hosts(&cfg.hostname_label)).map(Vec::into_boxed_slice);
+        let host_only = hosts.is_some()
+            && pin.as_ref().is_some_and(|p| p.terms.iter().all(|t| t.exprs.len() == 1 && t.fields.is_empty()));
         let phase = match pv.status.as_ref().and_then(|s| s.phase.as_deref()) {
             Some("Available") => PvPhase::Available,
             Some("Bound") => PvPhase::Bound,
@@ -354,6 +372,7 @@ impl PvObj {
             capacity: spec.and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage")).map_or(0, quantity_bytes),
             pin,
             hosts,
+            host_only,
             local: spec.is_some_and(|s| s.local.is_some() || s.host_path.is_some()),
             claim: spec.and_then(|s| s.claim_ref.as_ref()).and_then(|c| {
                 Some((

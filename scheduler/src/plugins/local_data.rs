@@ -261,7 +261,7 @@ fn match_static<'m>(
                     && pv.capacity >= claim.size
                     && usable(pv, &st.reserved)
                     && !used.contains(&&pv.name)
-                    && pv.pin.as_ref().is_some_and(|p| p.matches(&node.obj.name, &node.obj.labels))
+                    && pv.usable_on(node.obj)
             });
         let Some(best) = candidates.min_by_key(|pv| pv.capacity) else { return false };
         if st.static_claims.len() > 1 {
@@ -379,7 +379,7 @@ pub fn likely_static_pvs(
                     && pv.capacity >= pvc.request
                     && usable(pv, reserved)
                     && !picked.contains(&pv.name)
-                    && pv.pin.as_ref().is_some_and(|p| p.matches(&obj.name, &obj.labels))
+                    && pv.usable_on(obj)
             })
             .min_by_key(|pv| pv.capacity);
         if let Some(pv) = best {
