@@ -207,3 +207,74 @@ impl Binder for FakeBinder {
         Box::pin(async move { Ok(self.pods.lock().get(&(namespace.to_owned(), name.to_owned())).cloned()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use std::sync::Arc;
+
+    type Seen = Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;
+
+    /// A client whose API server answers every request with `status` and `body`, recording
+    /// method, path and JSON body.
+    fn client(status: StatusCode, answer: &'static str, seen: Seen) -> Client {
+        let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let seen = seen.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                seen.lock().push((parts.method.to_string(), parts.uri.path().to_owned(), json));
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(answer.as_bytes())))
+                        .unwrap(),
+                )
+            }
+        });
+        Client::new(svc, "default")
+    }
+
+    #[tokio::test]
+    async fn posts_the_binding_like_the_default_binder() {
+        let seen: Seen = Arc::default();
+        let b = KubeBinder::new(client(
+            StatusCode::CREATED,
+            r#"{"kind":"Status","status":"Success","code":201}"#,
+            seen.clone(),
+        ));
+        b.bind("db", "pg-0", "u-1", "n1").await.unwrap();
+        let (method, path, body) = seen.lock()[0].clone();
+        assert_eq!(method, "POST");
+        assert_eq!(path, "/api/v1/namespaces/db/pods/pg-0/binding");
+        assert_eq!(body["metadata"], serde_json::json!({"name": "pg-0", "namespace": "db", "uid": "u-1"}));
+        assert_eq!(body["target"], serde_json::json!({"kind": "Node", "name": "n1"}));
+    }
+
+    #[tokio::test]
+    async fn maps_api_answers_to_bind_errors() {
+        let conflict = r#"{"kind":"Status","status":"Failure","code":409,"reason":"Conflict","message":"pod pg-0 is already assigned to node \"n2\""}"#;
+        let b = KubeBinder::new(client(StatusCode::CONFLICT, conflict, Arc::default()));
+        let err = b.bind("db", "pg-0", "u-1", "n1").await.unwrap_err();
+        assert!(matches!(&err, BindError::Conflict(m) if m.contains("already assigned")), "{err:?}");
+        let gone = r#"{"kind":"Status","status":"Failure","code":404,"reason":"NotFound","message":"pods \"pg-0\" not found"}"#;
+        let b = KubeBinder::new(client(StatusCode::NOT_FOUND, gone, Arc::default()));
+        assert!(matches!(b.bind("db", "pg-0", "", "n1").await, Err(BindError::NotFound(_))));
+        assert_eq!(b.current("db", "pg-0").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn reads_where_the_pod_is() {
+        let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"pg-0","namespace":"db","uid":"u-1"},"spec":{"nodeName":"n2","containers":[]}}"#;
+        let b = KubeBinder::new(client(StatusCode::OK, pod, Arc::default()));
+        assert_eq!(
+            b.current("db", "pg-0").await.unwrap(),
+            Some(PodLocation { uid: "u-1".into(), node: Some("n2".into()) })
+        );
+    }
+}

@@ -345,6 +345,38 @@ mod tests {
         task.abort();
     }
 
+    #[tokio::test]
+    async fn kube_writer_posts_an_events_k8s_io_event_regarding_the_pod() {
+        use bytes::Bytes;
+        use http::{Request, Response};
+        use http_body_util::{BodyExt, Full};
+        let seen: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+        let seen2 = seen.clone();
+        let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let seen = seen2.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                seen.lock().push((parts.uri.path().to_owned(), json.clone()));
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder().status(201).body(Full::new(Bytes::from(bytes.to_vec()))).unwrap(),
+                )
+            }
+        });
+        let writer = KubeEventWriter::new(Client::new(svc, "default"), "stowage.io/scheduler-extender", "stowage-0");
+        writer.write(&ev("quorum guard: ...")).await.unwrap();
+        let (path, body) = seen.lock()[0].clone();
+        assert_eq!(path, "/apis/events.k8s.io/v1/namespaces/db/events");
+        assert_eq!(body["reason"], "StowageQuorumGuard");
+        assert_eq!(body["type"], "Warning");
+        assert_eq!(body["note"], "quorum guard: ...");
+        assert_eq!(body["regarding"]["kind"], "Pod");
+        assert_eq!(body["regarding"]["name"], "pg-0");
+        assert_eq!(body["regarding"]["uid"], "u");
+        assert_eq!(body["reportingController"], "stowage.io/scheduler-extender");
+    }
+
     #[test]
     fn truncation_respects_char_boundaries() {
         assert_eq!(truncate("ééé", 3), "é");
