@@ -332,17 +332,22 @@ fn statefulset_members(
                 }
             }
         },
-        stop,
+        stop.clone(),
     ));
     let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = Arc::clone(&synced);
     let waiter = reader.clone();
-    tasks.spawn(async move {
-        if waiter.wait_until_ready().await.is_ok() {
-            flag.store(true, std::sync::atomic::Ordering::Release);
-        }
-        Ok(())
-    });
+    // Flags readiness once the first list is in, then waits for the stop like every other task:
+    // `serve` takes a task that ends on its own for a failure and exits.
+    tasks.spawn(until_stopped(
+        async move {
+            if waiter.wait_until_ready().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            }
+            std::future::pending::<()>().await;
+        },
+        stop,
+    ));
     let members = move |namespace: &str, name: &str| {
         let key = reflector::ObjectRef::new(name).within(namespace);
         reader.get(&key).and_then(|sts| sts.spec.as_ref().and_then(|s| s.replicas)).and_then(|r| u32::try_from(r).ok())
@@ -355,4 +360,47 @@ fn statefulset_members(
         }
     });
     (Arc::new(members), ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An apiserver with no StatefulSets that holds every watch open.
+    fn empty_cluster() -> kube::Client {
+        let service = tower::service_fn(|request: axum::http::Request<kube::client::Body>| async move {
+            if request.uri().query().unwrap_or_default().contains("watch=true") {
+                std::future::pending::<()>().await;
+            }
+            let list = serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSetList", "metadata": {"resourceVersion": "1"}, "items": []
+            });
+            let body = kube::client::Body::from(serde_json::to_vec(&list).unwrap());
+            Ok::<_, std::convert::Infallible>(axum::http::Response::new(body))
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// `serve` treats a task that ends before a stop as a failure of the process, so the
+    /// StatefulSet cache's tasks must keep running once it has synced.
+    #[tokio::test]
+    async fn the_statefulset_cache_tasks_run_until_stopped() {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let (_members, ready) = statefulset_members(empty_cluster(), &mut tasks, stop_rx);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while ready().is_err() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the StatefulSet cache syncs");
+        tokio::task::yield_now().await;
+        assert!(tasks.try_join_next().is_none(), "a task ended on its own after the sync");
+
+        stop_tx.send(true).unwrap();
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+    }
 }
