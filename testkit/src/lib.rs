@@ -8,6 +8,9 @@
 //! * Builders for fake nodes, storage, StatefulSet pods ([`fake_node`], [`local_pv`], [`pvc`],
 //!   [`statefulset_pod`], ...) and polling helpers ([`wait_for_pod_bound`],
 //!   [`assert_pod_stays_unbound`], [`pod_events`], [`force_delete_pod`]).
+//! * [`RecordingProxy`], a transparent HTTP(S) reverse proxy that records what a real component
+//!   sent to a webhook or extender and what it got back.
+//! * [`Supervised`] runs any other binary (e.g. `stowage serve`) with the same no-orphan guarantee.
 //!
 //! Child processes never outlive the test process, even if it is killed. Set `STOWAGE_TEST_KEEP=1`
 //! to keep the control plane's directory (logs, PKI, configs) and `STOWAGE_TEST_TIMEOUT_SCALE` to
@@ -18,6 +21,7 @@ mod control_plane;
 mod objects;
 mod pki;
 mod process;
+mod proxy;
 mod scheduler;
 mod wait;
 
@@ -30,6 +34,8 @@ pub use objects::{
     storage_class, unique_name,
 };
 pub use pki::CertPair;
+pub use process::{Supervised, free_ports};
+pub use proxy::{Exchange, ProxyOptions, RecordingProxy, Upstream, pem_to_der, served_certificate};
 pub use scheduler::{Extender, SchedulerConfig, SchedulerHandle};
 pub use wait::{
     TIMEOUT_SCALE_ENV, assert_pod_stays_unbound, describe_pod, force_delete_pod, is_bound, node_name, pod_condition,

@@ -48,9 +48,11 @@ sleep 1
 rm -rf -- "$@"
 "#;
 
-/// A component process under a supervisor; stopped on drop.
+/// A process under a supervisor that kills it when the test process ends, however it ends
+/// (see the module docs); stopped on drop. Used for the control plane's components, and public
+/// so tests can run other binaries (e.g. `stowage serve`) with the same guarantee.
 #[derive(Debug)]
-pub(crate) struct Supervised {
+pub struct Supervised {
     name: String,
     log: PathBuf,
     child: Mutex<Child>,
@@ -58,8 +60,9 @@ pub(crate) struct Supervised {
 }
 
 impl Supervised {
-    /// Starts `program args...` with stdout and stderr appended to `log`.
-    pub(crate) fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
+    /// Starts `program args...` with stdout and stderr appended to `log`. The process inherits the
+    /// environment; to add variables, run `env` with `NAME=value` arguments before the program.
+    pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
         let out = File::options()
             .create(true)
             .append(true)
@@ -88,28 +91,28 @@ impl Supervised {
     }
 
     /// The component's name.
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The log file (stdout and stderr).
-    pub(crate) fn log_path(&self) -> &Path {
+    pub fn log_path(&self) -> &Path {
         &self.log
     }
 
     /// The component's exit status, if it has exited.
-    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
+    pub fn exit_status(&self) -> Option<ExitStatus> {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         child.try_wait().ok().flatten()
     }
 
     /// The last `lines` lines of the log.
-    pub(crate) fn log_tail(&self, lines: usize) -> String {
+    pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log, lines)
     }
 
     /// A failure description with the component's state and log tail.
-    pub(crate) fn describe_failure(&self, lines: usize) -> String {
+    pub fn describe_failure(&self, lines: usize) -> String {
         let state = match self.exit_status() {
             Some(status) => format!("exited with {status}"),
             None => "still running".to_owned(),
@@ -123,7 +126,7 @@ impl Supervised {
     }
 
     /// Kills the component and waits for it. Idempotent.
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         let lifeline = self.lifeline.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(mut lifeline) = lifeline else { return };
         let _ = lifeline.write_all(b"kill\n");
@@ -196,7 +199,7 @@ impl Drop for Janitor {
 }
 
 /// Picks `n` distinct free TCP ports on 127.0.0.1 (bound, then released; callers retry on a lost race).
-pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
     let listeners =
         (0..n).map(|_| TcpListener::bind("127.0.0.1:0").context("binding a free port")).collect::<Result<Vec<_>>>()?;
     listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
