@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane used by the e2e tests from Go modules
 # (kube-apiserver, kube-scheduler, kubectl and etcd) and caches the binaries by version
-# outside the checkout. A second run finds the cache and does nothing.
+# outside the checkout. It also fetches cert-manager's CRDs (from its Go module) so the
+# cert-manager overlay can be applied to the test apiserver. A second run finds the cache
+# and does nothing.
 #
-# Usage: scripts/control-plane.sh [print-dir]
+# Usage: scripts/control-plane.sh [print-dir | print-crds]
 #   STOWAGE_CACHE   cache root (default: $XDG_CACHE_HOME/stowage or ~/.cache/stowage)
 #   K8S_VERSION     Kubernetes release (default below; staging modules use v0.<minor>.<patch>)
 #   ETCD_VERSION    etcd release (>= 3.5.13 for watch-list / consistent reads)
@@ -14,11 +16,13 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 CACHE="${STOWAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stowage}"
 K8S_BIN="$CACHE/kubernetes-$K8S_VERSION/bin"
 ETCD_BIN="$CACHE/etcd-$ETCD_VERSION/bin"
+CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.21.2}"
+CRDS="$CACHE/cert-manager-$CERT_MANAGER_VERSION/crds"
 
-if [[ "${1:-}" == "print-dir" ]]; then
-  echo "$K8S_BIN:$ETCD_BIN"
-  exit 0
-fi
+case "${1:-}" in
+  print-dir) echo "$K8S_BIN:$ETCD_BIN"; exit 0 ;;
+  print-crds) echo "$CRDS"; exit 0 ;;
+esac
 
 export GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
 log() { printf '[control-plane] %s\n' "$*" >&2; }
@@ -85,8 +89,22 @@ build_etcd() {
   log "etcd $ETCD_VERSION built into $ETCD_BIN"
 }
 
+fetch_cert_manager_crds() {
+  if compgen -G "$CRDS/cert-manager.io_*.yaml" >/dev/null; then log "cert-manager CRDs cached in $CRDS"; return; fi
+  local mod="$CACHE/build/cert-manager-$CERT_MANAGER_VERSION"
+  rm -rf "$mod" && mkdir -p "$mod" && cd "$mod"
+  printf 'module local/crds\n\ngo 1.25.0\n' > go.mod
+  local dir
+  dir=$(go mod download -json "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  [[ -d "$dir/deploy/crds" ]] || { log "cert-manager $CERT_MANAGER_VERSION has no deploy/crds"; exit 1; }
+  mkdir -p "$CRDS.tmp" && cp "$dir"/deploy/crds/cert-manager.io_*.yaml "$CRDS.tmp/" && rm -rf "$CRDS" && mv "$CRDS.tmp" "$CRDS"
+  log "cert-manager $CERT_MANAGER_VERSION CRDs fetched into $CRDS"
+}
+
 build_etcd
 build_kubernetes
+fetch_cert_manager_crds
 "$K8S_BIN/kube-apiserver" --version >&2
 "$ETCD_BIN/etcd" --version | head -1 >&2
 echo "$K8S_BIN:$ETCD_BIN"
