@@ -26,11 +26,11 @@ use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use stowage_testkit::{
-    CertPair, ControlPlane, Exchange, ProxyOptions, RecordingProxy, Supervised, Upstream, free_ports,
-    namespace_with_labels, pem_to_der, pod, poll_until, scaled, served_certificate, unique_name,
+    CertPair, ControlPlane, Exchange, ProxyOptions, RecordingProxy, StowageArgs, StowageProcess, Upstream,
+    metric_series, metric_sum, namespace_with_labels, pem_to_der, pod, poll_until, scaled, served_certificate,
+    unique_name,
 };
 use stowage_webhook::{AdmissionResponse, AdmissionReview, decode_request};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Namespace label whose value is unique per test; every webhook of a test selects on it.
 const SUITE_LABEL: &str = "webhook-e2e.stowage.io/suite";
@@ -135,136 +135,17 @@ impl SecretVolume {
 
 // === the stowage process ===
 
-/// `stowage serve --components webhook` as a supervised process (killed even if the test
-/// process dies), with its ports.
-struct Stowage {
-    process: Option<Supervised>,
-    args: Vec<String>,
-    log: PathBuf,
-    webhook: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Stowage {
-    async fn start(cp: &ControlPlane, tls_dir: &Path, log: &Path) -> anyhow::Result<Self> {
-        let mut last = String::new();
-        // A free port can be taken between picking it and binding it: retry with new ones.
-        for _ in 0..3 {
-            let ports = free_ports(2)?;
-            let webhook: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
-            let admin: SocketAddr = ([127, 0, 0, 1], ports[1]).into();
-            let args = vec![
-                "RUST_LOG=info,stowage_webhook=debug".to_owned(),
-                env!("CARGO_BIN_EXE_stowage").to_owned(),
-                "serve".to_owned(),
-                "--components=webhook".to_owned(),
-                format!("--kubeconfig={}", cp.kubeconfig_path().display()),
-                format!("--tls-dir={}", tls_dir.display()),
-                format!("--config={}", example_config().display()),
-                format!("--webhook-addr={webhook}"),
-                format!("--admin-addr={admin}"),
-                "--shutdown-delay=0s".to_owned(),
-                "--reload-interval=200ms".to_owned(),
-                "--webhook-timeout=5s".to_owned(),
-            ];
-            let mut stowage = Self { process: None, args, log: log.to_owned(), webhook, admin };
-            match stowage.spawn_and_wait().await {
-                Ok(()) => return Ok(stowage),
-                Err(e) => last = format!("{e:#}"),
-            }
-        }
-        anyhow::bail!("stowage did not start: {last}")
-    }
-
-    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
-        self.process = Some(Supervised::spawn("stowage", Path::new("env"), &self.args, &self.log)?);
-        let started = Instant::now();
-        let timeout = scaled(Duration::from_secs(60));
-        loop {
-            if let Some(status) = self.process.as_ref().and_then(Supervised::exit_status) {
-                anyhow::bail!("stowage exited with {status}\n{}", self.log_tail());
-            }
-            if let Ok((200, _)) = http_get(self.admin, "/readyz").await {
-                return Ok(());
-            }
-            if started.elapsed() > timeout {
-                anyhow::bail!("stowage not ready after {timeout:?}\n{}", self.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Kills the process (SIGKILL, as a crash would) and waits until it is gone.
-    fn kill(&mut self) {
-        if let Some(process) = self.process.take() {
-            process.stop();
-        }
-    }
-
-    /// Starts it again on the same ports and certificate directory.
-    async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn_and_wait().await
-    }
-
-    fn log_tail(&self) -> String {
-        stowage_log_tail(&self.log)
-    }
-
-    async fn metrics(&self) -> anyhow::Result<String> {
-        match http_get(self.admin, "/metrics").await? {
-            (200, body) => Ok(body),
-            (status, body) => anyhow::bail!("GET /metrics: {status}: {body}"),
-        }
-    }
-}
-
-fn stowage_log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    format!(
-        "last {LOG_LINES} lines of the stowage log {}:\n{}",
-        log.display(),
-        lines[lines.len().saturating_sub(LOG_LINES)..].join("\n")
-    )
-}
-
-/// A plain-HTTP GET (the admin port): status and body.
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let exchange = async {
-        let mut tcp = tokio::net::TcpStream::connect(addr).await?;
-        tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
-        let mut raw = Vec::new();
-        tcp.read_to_end(&mut raw).await?;
-        anyhow::Ok(String::from_utf8_lossy(&raw).into_owned())
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(5), exchange).await??;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Ok((status, body.to_owned()))
-}
-
-// === Prometheus text ===
-
-/// The value of the series `name{labels}` exactly as exported (labels in export order).
-fn series(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
-}
-
-/// The sum of every series of `name` whose labels contain all of `labels` (`key="value"`).
-fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let (labels_text, value) = match rest.strip_prefix('{') {
-                Some(r) => r.split_once("} ")?,
-                None => ("", rest.strip_prefix(' ')?),
-            };
-            labels.iter().all(|want| labels_text.split(',').any(|l| l == *want)).then_some(value)
-        })
-        .filter_map(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .sum()
+/// `stowage serve --components webhook` with the example config and the test's certificate
+/// directory (reloaded every 200 ms), as a supervised process.
+async fn start_stowage(cp: &ControlPlane, tls_dir: &Path, log: &Path) -> anyhow::Result<StowageProcess> {
+    let args = StowageArgs::new(Path::new(env!("CARGO_BIN_EXE_stowage")), "webhook")
+        .env("RUST_LOG", "info,stowage_webhook=debug")
+        .kubeconfig(cp.kubeconfig_path())
+        .tls_dir(tls_dir)
+        .config(&example_config())
+        .arg("--reload-interval=200ms")
+        .arg("--webhook-timeout=5s");
+    StowageProcess::start(&args, log).await
 }
 
 // === a test's environment ===
@@ -272,7 +153,7 @@ fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 /// One test's stowage process, certificate directory and webhook registrations.
 struct Env {
     /// First, so it is killed before its directory is removed.
-    stowage: Stowage,
+    stowage: StowageProcess,
     cp: ControlPlane,
     client: kube::Client,
     /// Unique per test: the namespace label value and the base of every name.
@@ -292,7 +173,7 @@ impl Env {
         let dir = tempfile::Builder::new().prefix("stowage-webhook-e2e-").tempdir().expect("temp dir");
         let cert = cp.issue_serving_cert(&["127.0.0.1"]).expect("serving certificate");
         let certs = SecretVolume::create(&dir.path().join("tls"), &cert);
-        let stowage = Stowage::start(&cp, &certs.dir, &dir.path().join("stowage.log"))
+        let stowage = start_stowage(&cp, &certs.dir, &dir.path().join("stowage.log"))
             .await
             .unwrap_or_else(|e| panic!("{e:#}\n{}", cp.diagnostics()));
         Self { stowage, cp, client, id, dir, certs, configurations: Mutex::new(Vec::new()) }
@@ -300,7 +181,7 @@ impl Env {
 
     /// The stowage log tail and the control plane's state, for failure messages.
     fn diag(&self) -> String {
-        format!("{}\n{}", self.stowage.log_tail(), self.cp.diagnostics())
+        format!("{}\n{}", self.stowage.log_tail(LOG_LINES), self.cp.diagnostics())
     }
 
     fn fail(&self, what: impl std::fmt::Display) -> ! {
@@ -751,9 +632,9 @@ async fn server_side_dry_run_returns_the_mutated_pod_and_stores_nothing() {
     assert!(api.get_opt(EXAMPLE_POD).await.expect("get").is_none(), "kubectl's dry run stored the pod");
 
     let metrics = env.stowage_metrics().await;
-    let dry = series(&metrics, "stowage_admission_reviews_total{outcome=\"mutated\",dry_run=\"true\"}");
+    let dry = metric_series(&metrics, "stowage_admission_reviews_total{outcome=\"mutated\",dry_run=\"true\"}");
     assert!(dry.is_some_and(|n| n >= 2.0), "dry runs are labelled as such: {dry:?}\n{metrics}");
-    let wet = series(&metrics, "stowage_admission_reviews_total{outcome=\"mutated\",dry_run=\"false\"}");
+    let wet = metric_series(&metrics, "stowage_admission_reviews_total{outcome=\"mutated\",dry_run=\"false\"}");
     assert_eq!(wet, Some(0.0), "no real create happened\n{metrics}");
     env.finish().await;
 }
@@ -1269,14 +1150,17 @@ async fn the_webhook_metrics_reflect_the_admissions() {
 
     let metrics = env.stowage_metrics().await;
     let reviews = |outcome: &str, dry_run: &str| {
-        series(&metrics, &format!("stowage_admission_reviews_total{{outcome=\"{outcome}\",dry_run=\"{dry_run}\"}}"))
+        metric_series(
+            &metrics,
+            &format!("stowage_admission_reviews_total{{outcome=\"{outcome}\",dry_run=\"{dry_run}\"}}"),
+        )
     };
     assert_eq!(reviews("mutated", "false"), Some(1.0), "one real pod mutated\n{metrics}");
     assert_eq!(reviews("denied", "false"), Some(1.0), "one real pod denied\n{metrics}");
     assert!(reviews("mutated", "true").is_some_and(|n| n >= 1.0), "the dry-run probes\n{metrics}");
     assert_eq!(reviews("skipped", "false"), Some(0.0), "nothing unrelated was sent\n{metrics}");
     assert_eq!(metric_sum(&metrics, "stowage_admission_errors_total", &[]), 0.0, "no malformed calls\n{metrics}");
-    let mutated_count = series(&metrics, "stowage_admission_duration_seconds_count{outcome=\"mutated\"}");
+    let mutated_count = metric_series(&metrics, "stowage_admission_duration_seconds_count{outcome=\"mutated\"}");
     assert!(mutated_count.is_some_and(|n| n >= 2.0), "durations observed\n{metrics}");
     assert!(metric_sum(&metrics, "stowage_admission_patch_operations_total", &[]) >= 8.0, "{metrics}");
     let not_after = metric_sum(&metrics, "stowage_tls_cert_not_after_seconds", &["listener=\"serving\""]);
@@ -1286,17 +1170,6 @@ async fn the_webhook_metrics_reflect_the_admissions() {
 }
 
 // === helpers' own checks ===
-
-#[test]
-fn prometheus_text_is_parsed_by_series_and_by_labels() {
-    let text = "# TYPE x counter\nx_total{a=\"1\",b=\"2\"} 3\nx_total{a=\"1\",b=\"3\"} 4\nx_total{a=\"2\"} 5\ny 7\n";
-    assert_eq!(series(text, "x_total{a=\"1\",b=\"2\"}"), Some(3.0));
-    assert_eq!(series(text, "x_total{a=\"1\"}"), None);
-    assert_eq!(metric_sum(text, "x_total", &["a=\"1\""]), 7.0);
-    assert_eq!(metric_sum(text, "x_total", &[]), 12.0);
-    assert_eq!(metric_sum(text, "y", &[]), 7.0);
-    assert_eq!(metric_sum(text, "z", &[]), 0.0);
-}
 
 #[test]
 fn the_secret_volume_swaps_atomically() {
