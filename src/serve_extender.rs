@@ -19,7 +19,10 @@ use stowage_scheduler::{
 use tokio::{sync::watch, task::JoinSet};
 use tracing::info;
 
-use crate::{cli::ServeArgs, serve::until_stopped};
+use crate::{
+    cli::ServeArgs,
+    serve::{stopped, until_stopped},
+};
 
 /// What starting the extender needs.
 pub(crate) struct Inputs<'a> {
@@ -59,10 +62,21 @@ pub(crate) async fn start(inputs: Inputs<'_>) -> anyhow::Result<Started> {
     let (cache, binder, events): (Arc<ClusterCache>, Arc<dyn Binder>, Arc<dyn EventSink>) = match (client, snapshot) {
         (Some(client), _) => {
             let cache = Arc::new(ClusterCache::new(&current));
-            let watchers = spawn_watchers(client.clone(), Arc::clone(&cache));
+            let mut watchers = spawn_watchers(client.clone(), Arc::clone(&cache));
+            // The watchers never end on their own: stop them when the server stops, or
+            // `serve` would wait for them forever after SIGTERM.
+            let stop_watchers = stop.clone();
             tasks.spawn(async move {
-                watchers.await.context("cluster watchers")?;
-                anyhow::bail!("cluster watchers stopped")
+                tokio::select! {
+                    joined = &mut watchers => {
+                        joined.context("cluster watchers")?;
+                        anyhow::bail!("cluster watchers stopped")
+                    }
+                    () = stopped(stop_watchers) => {
+                        watchers.abort();
+                        Ok(())
+                    }
+                }
             });
             let instance = std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
@@ -122,4 +136,58 @@ pub(crate) async fn start(inputs: Inputs<'_>) -> anyhow::Result<Started> {
         Err(format!("cluster cache has not synced yet (waiting for {})", waiting.join(", ")))
     });
     Ok(Started { router, admin_routes, ready })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// An API server that never answers: the watchers wait forever.
+    fn silent_cluster() -> kube::Client {
+        let service = tower::service_fn(|_: axum::http::Request<kube::client::Body>| async {
+            std::future::pending::<Result<axum::http::Response<kube::client::Body>, std::convert::Infallible>>().await
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// After SIGTERM `serve` waits for every task; the cluster watchers must end on the stop
+    /// (they never end on their own), or the process never exits.
+    #[tokio::test]
+    async fn every_extender_task_ends_once_stopped() {
+        let Command::Serve(args) = Cli::try_parse_from(["stowage", "serve", "--components=extender"]).unwrap().command
+        else {
+            panic!("expected serve");
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut registry = Registry::default();
+        let started = start(Inputs {
+            args: &args,
+            config: Arc::new(ArcSwap::from_pointee(Config::default())),
+            client: Some(silent_cluster()),
+            snapshot: None,
+            registry: &mut registry,
+            tasks: &mut tasks,
+            stop: stop_rx,
+        })
+        .await
+        .unwrap();
+        tokio::task::yield_now().await;
+        assert!(tasks.try_join_next().is_none(), "a task ended before the stop");
+
+        stop_tx.send(true).unwrap();
+        // The servers own the router (and through it the event publisher's sender); they end
+        // on the stop and drop it.
+        drop(started);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap().unwrap();
+            }
+        })
+        .await
+        .expect("every task ends after the stop");
+    }
 }

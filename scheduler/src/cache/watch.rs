@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 
-use futures::{StreamExt, future::join_all};
+use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod},
@@ -13,12 +13,13 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde::de::DeserializeOwned;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::{Cached, SharedCache};
 
 /// Starts one watcher per cached kind and applies their events to `cache` until the returned
-/// task is aborted. Await [`super::ClusterCache::wait_until_ready`] for the first full sync.
+/// task is aborted (which stops every watcher). Await [`super::ClusterCache::wait_until_ready`]
+/// for the first full sync.
 ///
 /// Watch errors are retried with kube-runtime's default backoff; `403 Forbidden` is logged at
 /// `warn` (RBAC needs fixing: `list` and `watch` on nodes, pods, persistentvolumes,
@@ -27,16 +28,17 @@ use super::{Cached, SharedCache};
 #[must_use]
 pub fn spawn_watchers(client: Client, cache: SharedCache) -> JoinHandle<()> {
     tokio::spawn(async move {
-        join_all([
-            tokio::spawn(run::<Node>(Api::all(client.clone()), cache.clone())),
-            tokio::spawn(run::<Pod>(Api::all(client.clone()), cache.clone())),
-            tokio::spawn(run::<PersistentVolume>(Api::all(client.clone()), cache.clone())),
-            tokio::spawn(run::<PersistentVolumeClaim>(Api::all(client.clone()), cache.clone())),
-            tokio::spawn(run::<StorageClass>(Api::all(client.clone()), cache.clone())),
-            tokio::spawn(run::<CSIStorageCapacity>(Api::all(client.clone()), cache.clone())),
-            tokio::spawn(run::<StatefulSet>(Api::all(client), cache)),
-        ])
-        .await;
+        // Owned by this task: aborting it drops the set, which aborts every watcher (detached
+        // `tokio::spawn` handles would keep them running).
+        let mut watchers = JoinSet::new();
+        watchers.spawn(run::<Node>(Api::all(client.clone()), cache.clone()));
+        watchers.spawn(run::<Pod>(Api::all(client.clone()), cache.clone()));
+        watchers.spawn(run::<PersistentVolume>(Api::all(client.clone()), cache.clone()));
+        watchers.spawn(run::<PersistentVolumeClaim>(Api::all(client.clone()), cache.clone()));
+        watchers.spawn(run::<StorageClass>(Api::all(client.clone()), cache.clone()));
+        watchers.spawn(run::<CSIStorageCapacity>(Api::all(client.clone()), cache.clone()));
+        watchers.spawn(run::<StatefulSet>(Api::all(client), cache));
+        while watchers.join_next().await.is_some() {}
     })
 }
 
@@ -63,5 +65,45 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{convert::Infallible, sync::Arc, time::Duration};
+
+    use stowage_policy::Config;
+
+    use super::*;
+    use crate::cache::ClusterCache;
+
+    /// An API server that never answers.
+    fn silent_cluster() -> Client {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            std::future::pending::<Result<http::Response<kube::client::Body>, Infallible>>().await
+        });
+        Client::new(service, "default")
+    }
+
+    async fn holders_become(cache: &SharedCache, count: usize) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while Arc::strong_count(cache) != count {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// `serve` stops the watchers by aborting the task; every per-kind watcher (each holding
+    /// the cache) must stop with it.
+    #[tokio::test]
+    async fn aborting_the_task_stops_every_watcher() {
+        let cache: SharedCache = Arc::new(ClusterCache::new(&Config::default()));
+        let task = spawn_watchers(silent_cluster(), Arc::clone(&cache));
+        assert!(holders_become(&cache, 1 + 7).await, "seven watchers hold the cache");
+        task.abort();
+        assert!(task.await.is_err_and(|e| e.is_cancelled()));
+        assert!(holders_become(&cache, 1).await, "{} holders left after the abort", Arc::strong_count(&cache));
     }
 }
