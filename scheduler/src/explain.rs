@@ -418,7 +418,7 @@ pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation 
     if ctx.group().is_some() {
         ex.zone_counts = state
             .zone_spread
-            .zone_summary(&model)
+            .zone_summary(&model, &ctx)
             .into_iter()
             .map(|(zone, members)| ZoneCount { zone, members })
             .collect();

@@ -140,13 +140,22 @@ impl Status {
         Self::new(Code::UnschedulableAndUnresolvable, reason)
     }
 
-    /// Adds a reason; the code becomes the more severe of the two (unresolvable wins).
+    /// Adds a reason; the code becomes the more severe of the two (unresolvable wins). A reason
+    /// that raises the code goes first, so the first reason is always one of the most severe
+    /// (the one [`Status::wire_message`] sends).
     pub fn add(&mut self, code: Code, reason: &'static Reason) {
+        let raises = self.code != Code::Success && code > self.code;
         if self.code == Code::Success || code > self.code {
             self.code = code;
         }
-        if let Some(slot) = self.reasons.iter_mut().find(|r| r.is_none_or(|r| std::ptr::eq(r, reason))) {
-            *slot = Some(reason);
+        let slot = self.reasons.iter().position(|r| r.is_none_or(|r| std::ptr::eq(r, reason)));
+        if raises {
+            // Shift the others right (dropping the last one when full) and put it first.
+            let end = slot.unwrap_or(MAX_REASONS - 1);
+            self.reasons[..=end].rotate_right(1);
+            self.reasons[0] = Some(reason);
+        } else if let Some(slot) = slot {
+            self.reasons[slot] = Some(reason);
         }
     }
 
@@ -167,7 +176,7 @@ impl Status {
         self.reasons.iter().flatten().copied()
     }
 
-    /// The wire message: the reason itself, or the reasons joined with `, ` when several apply.
+    /// Every reason, joined with `, ` when several apply (decisions and explain show this).
     #[must_use]
     pub fn message(&self) -> Cow<'static, str> {
         let mut it = self.reasons();
@@ -176,6 +185,20 @@ impl Status {
             (Some(r), None) => Cow::Borrowed(r.message),
             (Some(_), Some(_)) => Cow::Owned(self.reasons().map(|r| r.message).collect::<Vec<_>>().join(", ")),
         }
+    }
+}
+
+impl Status {
+    /// The reason kube-scheduler gets for the node: the first, most severe one only.
+    ///
+    /// kube-scheduler's FailedScheduling message (the pod's `PodScheduled` condition, `kubectl
+    /// describe pod`) counts nodes per identical reason string: `0/6 nodes are available: 2
+    /// Insufficient cpu, 4 node(s) would give a zone more than ...`. Several reasons joined into
+    /// one string would split that count by combination, and their `, ` would read as the
+    /// scheduler's own list separator. Every reason stays in the decisions.
+    #[must_use]
+    pub fn wire_message(&self) -> &'static str {
+        self.reasons().next().map_or("", |r| r.message)
     }
 }
 
@@ -692,14 +715,41 @@ mod tests {
     static A: Reason = Reason { code: "a", message: "node(s) a" };
     static B: Reason = Reason { code: "b", message: "node(s) b" };
 
+    static C: Reason = Reason { code: "c", message: "node(s) c" };
+
     #[test]
     fn status_keeps_every_reason_and_the_most_severe_code() {
         let mut s = Status::unschedulable(&A);
         s.add(Code::UnschedulableAndUnresolvable, &B);
         s.add(Code::Unschedulable, &A);
         assert_eq!(s.code(), Code::UnschedulableAndUnresolvable);
-        assert_eq!(s.message(), "node(s) a, node(s) b");
+        assert_eq!(s.message(), "node(s) b, node(s) a", "the reason that made it unresolvable first");
         assert!(matches!(Status::unschedulable(&A).message(), Cow::Borrowed("node(s) a")));
+    }
+
+    #[test]
+    fn the_wire_gets_one_reason_of_the_most_severe_code() {
+        // Found order: an Unschedulable reason, then an unresolvable one, then another.
+        let mut s = Status::unschedulable(&A);
+        s.add(Code::UnschedulableAndUnresolvable, &B);
+        s.add(Code::Unschedulable, &C);
+        assert_eq!(s.wire_message(), "node(s) b");
+        assert_eq!(s.message(), "node(s) b, node(s) a, node(s) c");
+        // Already present, then raising: moved to the front, not repeated.
+        let mut s = Status::unschedulable(&A);
+        s.add(Code::Unschedulable, &B);
+        s.add(Code::UnschedulableAndUnresolvable, &B);
+        assert_eq!(s.message(), "node(s) b, node(s) a");
+        // Full: the new most severe reason goes first and the last one is dropped.
+        static D: Reason = Reason { code: "d", message: "node(s) d" };
+        static E: Reason = Reason { code: "e", message: "node(s) e" };
+        let mut s = Status::unschedulable(&A);
+        for r in [&B, &C, &D] {
+            s.add(Code::Unschedulable, r);
+        }
+        s.add(Code::UnschedulableAndUnresolvable, &E);
+        assert_eq!(s.message(), "node(s) e, node(s) a, node(s) b, node(s) c");
+        assert_eq!(Status::success().wire_message(), "");
     }
 
     #[test]

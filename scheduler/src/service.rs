@@ -13,7 +13,7 @@
 //!
 //! Every call leaves a [`Decision`] in the ring buffer.
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -148,8 +148,15 @@ fn elapsed_us(start: Instant) -> u64 {
 }
 
 /// Members of a group per zone: bound or nominated non-terminating pods plus unconfirmed
-/// ledger placements.
-fn group_zone_counts(model: &Model, facts: &LedgerFacts, namespace: &str, group: &str) -> Vec<ZoneCount> {
+/// ledger placements. Lists zones holding members and the zones in `usable` (those the pod's
+/// last filter listed: zones it may use), or without that, zones that have nodes.
+fn group_zone_counts(
+    model: &Model,
+    facts: &LedgerFacts,
+    namespace: &str,
+    group: &str,
+    usable: Option<&[ZoneCount]>,
+) -> Vec<ZoneCount> {
     let mut counts: Vec<ZoneCount> =
         model.zones().iter().map(|z| ZoneCount { zone: z.to_string(), members: 0 }).collect();
     let mut bump = |node: &str| {
@@ -172,6 +179,13 @@ fn group_zone_counts(model: &Model, facts: &LedgerFacts, namespace: &str, group:
             bump(node);
         }
     }
+    counts.retain(|c| {
+        c.members > 0
+            || match usable {
+                Some(usable) => usable.iter().any(|u| u.zone == c.zone),
+                None => model.zone_id(&c.zone).is_some_and(|z| !model.zone_nodes(z).is_empty()),
+            }
+    });
     counts
 }
 
@@ -359,7 +373,7 @@ impl Extender {
                 decision.members = Some(ctx.members);
                 decision.zone_counts = state
                     .zone_spread
-                    .zone_summary(&model)
+                    .zone_summary(&model, &ctx)
                     .into_iter()
                     .map(|(zone, members)| ZoneCount { zone, members })
                     .collect();
@@ -508,7 +522,7 @@ impl Extender {
                 decision.members = Some(ctx.members);
                 decision.zone_counts = state
                     .zone_spread
-                    .zone_summary(&model)
+                    .zone_summary(&model, &ctx)
                     .into_iter()
                     .map(|(zone, members)| ZoneCount { zone, members })
                     .collect();
@@ -679,6 +693,7 @@ impl Extender {
                     .decisions
                     .last_for(&pod_uid, "prioritize")
                     .and_then(|d| d.nodes.iter().find(|n| n.node == node).cloned());
+                let filtered = self.decisions.last_for(&pod_uid, "filter");
                 let zones = group.as_ref().map(|g| {
                     let model = self.cache.read();
                     let facts = LedgerFacts::collect(
@@ -687,7 +702,7 @@ impl Extender {
                         Some(&stowage_policy::GroupKey { namespace: pod_namespace.clone(), name: g.to_string() }),
                         Instant::now(),
                     );
-                    group_zone_counts(&model, &facts, &pod_namespace, g)
+                    group_zone_counts(&model, &facts, &pod_namespace, g, filtered.as_ref().map(|d| &d.zone_counts[..]))
                 });
                 let mut message = format!("placed on node {node}");
                 if let Some(z) = &zone {
@@ -814,15 +829,16 @@ fn zero_scores(input: Input) -> HostPriorityList {
 }
 
 /// Splits the candidates by outcome into the wire result (only input nodes, never both lists
-/// null); names move from the input into the reply.
+/// null, one reason per refused node: [`Status::wire_message`]); names move from the input into
+/// the reply.
 fn build_filter_result(input: Input, outcomes: &[FilterOutcome]) -> ExtenderFilterResult {
     let mut result = ExtenderFilterResult::default();
     let refuse = |name: String, o: &FilterOutcome, result: &mut ExtenderFilterResult| match o.status.code().failed_map()
     {
         None => {}
-        Some(FailedMap::FailedNodes) => result.failed_nodes.0.push((name, o.status.message())),
+        Some(FailedMap::FailedNodes) => result.failed_nodes.0.push((name, Cow::Borrowed(o.status.wire_message()))),
         Some(FailedMap::FailedAndUnresolvableNodes) => {
-            result.failed_and_unresolvable_nodes.0.push((name, o.status.message()));
+            result.failed_and_unresolvable_nodes.0.push((name, Cow::Borrowed(o.status.wire_message())));
         }
         Some(FailedMap::Error) => result.error = format!("{name}: {}", o.status.message()),
     };

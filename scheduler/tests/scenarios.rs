@@ -222,6 +222,57 @@ async fn separate_primaries_refuses_a_second_primary_on_a_node() {
     assert_eq!(w.filter(&replica, &["a1", "a2"]).await.node_names.unwrap(), ["a1", "a2"]);
 }
 
+/// kube-scheduler's FailedScheduling summary counts nodes per identical reason string. A node
+/// that already runs a member breaks three rules (quorum, skew, node spread), its zone peer two;
+/// with the reasons joined the scheduler printed "2 node(s) would give ... (quorum guard),
+/// node(s) didn't match ..., 2 node(s) would give ... (quorum guard), ..., node(s) already ran a
+/// member ...". One reason per node gives "4 node(s) would give ... (quorum guard)".
+#[tokio::test]
+async fn every_node_refused_by_the_quorum_guard_gives_the_scheduler_the_same_single_reason() {
+    let mut snap = base();
+    snap.pods = vec![member(0).node("a1").ready().build(), member(1).node("b1").ready().build()];
+    let w = world(PG_CONFIG, snap);
+    let r = w.filter(&member(2).build(), &["a1", "a2", "b1", "b2"]).await;
+    let reasons: std::collections::BTreeSet<&str> =
+        r.failed_and_unresolvable_nodes.0.iter().map(|(_, reason)| reason.as_ref()).collect();
+    assert_eq!(reasons.into_iter().collect::<Vec<_>>(), [stowage_scheduler::plugins::zone_spread::QUORUM.message]);
+    // The decision keeps every rule each node broke.
+    let d = w.ext.decisions().recent(Some("db/pg-2"), 1);
+    let a1 = d[0].nodes.iter().find(|n| n.node == "a1").expect("a1 in the decision");
+    assert!(a1.reason.contains("quorum guard") && a1.reason.contains("maxSkew") && a1.reason.contains("node spread"));
+}
+
+/// "c=0" in a message must mean the pod could go to zone c: zones of nodes the pod cannot use
+/// (another pool here; other tenants in a shared cluster) stay out of the quorum event, the
+/// decisions and the placement event.
+#[tokio::test]
+async fn messages_list_only_the_zones_the_pod_may_use() {
+    let mut snap = base();
+    for n in &mut snap.nodes {
+        n.metadata.labels.as_mut().unwrap().insert("pool".into(), "db".into());
+    }
+    snap.nodes.push(node("d1", Some("d"), "8", "32Gi"));
+    snap.pods = vec![member(0).node("a1").ready().build(), member(1).node("b1").ready().build()];
+    let w = world(PG_CONFIG, snap);
+    let pod = member(2).node_selector("pool", "db").build();
+    // Zone C full: nothing feasible.
+    let r = w.filter(&pod, &["a1", "a2", "b1", "b2"]).await;
+    assert_eq!(r.node_names.as_deref(), Some(&[][..]));
+    let ev = w.events.events();
+    let ev = ev.iter().find(|e| e.reason == events::QUORUM_GUARD).expect("a quorum guard event");
+    assert!(ev.message.contains("zones a=1 b=1 c=0 (max 1 per zone)"), "{}", ev.message);
+    let d = w.ext.decisions().recent(Some("db/pg-2"), 1);
+    let zones: Vec<&str> = d[0].zone_counts.iter().map(|z| z.zone.as_str()).collect();
+    assert_eq!(zones, ["a", "b", "c"]);
+    // Zone C back: placed there; the placement event lists the same zones.
+    let r = w.filter(&pod, &ALL).await;
+    assert_eq!(r.node_names.unwrap(), ["c1", "c2"]);
+    assert_eq!(w.bind(&pod, "c1").await, "");
+    let ev = w.events.events();
+    let placed = ev.iter().find(|e| e.reason == events::PLACED).expect("a placement event");
+    assert!(placed.message.ends_with("zones a=1 b=1 c=1"), "{}", placed.message);
+}
+
 #[tokio::test]
 async fn required_zone_spread_honours_min_domains() {
     let cfg = "profiles:\n  pg: {zoneSpread: required, nodeSpread: off, quorum: off}\n";

@@ -110,17 +110,27 @@ impl State {
         id.and_then(|id| self.node_counts.iter().find(|(n, _)| *n == id).map(|(_, c)| *c)).unwrap_or(0)
     }
 
-    /// `zone=count` pairs of every zone that has nodes or members, for messages.
+    /// `zone=count` pairs for messages (decisions, events): zones holding members and zones with
+    /// a node the pod may use. Zones of nodes the pod cannot use (other pools, other tenants) are
+    /// left out, so `c=0` always means "the pod could go to zone c".
     #[must_use]
-    pub fn zone_summary(&self, model: &Model) -> Vec<(String, u32)> {
+    pub fn zone_summary(&self, model: &Model, pod: &PodContext<'_>) -> Vec<(String, u32)> {
         (0..model.zones().len())
             .filter_map(|i| {
                 let z = crate::cache::ZoneId::try_from(i).ok()?;
                 let c = self.zone_counts.get(i).copied().unwrap_or(0);
-                (c > 0 || !model.zone_nodes(z).is_empty()).then(|| (model.zone_name(z).to_owned(), c))
+                // Required spread already worked the usable zones out (members included).
+                let usable = || self.eligible.get(i).copied().unwrap_or_else(|| usable_zone(model, z, pod));
+                (c > 0 || usable()).then(|| (model.zone_name(z).to_owned(), c))
             })
             .collect()
     }
+}
+
+/// True when zone `z` has a schedulable node that the pod's `nodeSelector` and required node
+/// affinity admit.
+fn usable_zone(model: &Model, z: crate::cache::ZoneId, pod: &PodContext<'_>) -> bool {
+    model.zone_nodes(z).iter().any(|id| model.slot(*id).obj.as_ref().is_some_and(|o| !o.unschedulable && pod.admits(o)))
 }
 
 fn bump(counts: &mut Vec<(NodeId, u32)>, id: NodeId) {
@@ -190,11 +200,7 @@ pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> S
         st.eligible = (0..model.zones().len())
             .map(|i| {
                 let Ok(z) = crate::cache::ZoneId::try_from(i) else { return false };
-                st.zone_counts[i] > 0
-                    || model
-                        .zone_nodes(z)
-                        .iter()
-                        .any(|id| model.slot(*id).obj.as_ref().is_some_and(|o| !o.unschedulable && pod.admits(o)))
+                st.zone_counts[i] > 0 || usable_zone(model, z, pod)
             })
             .collect();
         let eligible = st.eligible.iter().filter(|e| **e).count();
