@@ -255,3 +255,5 @@ pub fn capacity(
     }
     from(v)
 }
+
+pub mod realistic;

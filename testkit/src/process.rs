@@ -125,6 +125,12 @@ impl Supervised {
         )
     }
 
+    /// Process id of the supervising shell; the component is its child (see
+    /// `stowage_loadgen::report::tree_cpu_ticks` for the CPU time of the whole tree).
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+
     /// Kills the component and waits for it. Idempotent.
     pub fn stop(&self) {
         let lifeline = self.lifeline.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -1,0 +1,408 @@
+//! Through a real control plane (etcd, kube-apiserver, kube-scheduler from `stowage-testkit`):
+//!
+//! 1. **Scheduling throughput** of database pods with the extender versus the same scheduler
+//!    without it, same run (target: with ≥ 75 % of without, at 1,000 nodes). 1,000 fake nodes in
+//!    4 zones; two identical batches of 2,000 pods (StatefulSet-owned groups of 3, opted in with a
+//!    profile asking for zone quorum and required zone and node spread, 500m / 1Gi each), created
+//!    **before** their scheduler runs (their `schedulerName` is not served yet), so creation is
+//!    not measured. Then, one after the other: kube-scheduler without extenders binds batch A;
+//!    batch A is deleted; `stowage serve --components extender` starts and syncs; kube-scheduler
+//!    with the extender (nodeCacheCapable, filter + prioritize + bind) binds batch B. Both
+//!    schedulers use the same settings (`percentageOfNodesToScore: 100`, client QPS / burst
+//!    below). A watch records when each pod is first seen bound; pods/s is counted from the
+//!    first to the last binding, and from scheduler start.
+//! 2. **Pod-create latency** with and without the webhook: `stowage serve --components webhook`
+//!    registered by a MutatingWebhookConfiguration (failurePolicy Fail) that selects one of two
+//!    namespaces by label; the same opted-in pod is created in both namespaces alternately, 500
+//!    times one at a time, then 1,000 each with 16 requests in flight (target: p50 overhead ≤ 2 ms).
+//!
+//! Run: `cargo bench --bench scheduling` (a few minutes; the control-plane binaries are built on
+//! first use, see `scripts/control-plane.sh`). Knobs: `STOWAGE_BENCH_NODES` (1000),
+//! `STOWAGE_BENCH_PODS` (2000), `STOWAGE_BENCH_QPS` (5000; burst is twice it),
+//! `STOWAGE_BENCH_CREATES` (500). Results: `target/bench-results/scheduling.{json,md}`.
+#![allow(missing_docs)]
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::{admissionregistration::v1::MutatingWebhookConfiguration, core::v1::Pod};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, PostParams},
+    runtime::watcher,
+};
+use serde_json::json;
+use stowage_certs::{GenerateOptions, generate_to_dir};
+use stowage_loadgen::{
+    client::latency_histogram,
+    report::{self, Table, is_bench_run, ms},
+};
+use stowage_testkit::{
+    ControlPlane, Extender, SchedulerConfig, Supervised, create, create_nodes, fake_node, free_ports,
+    namespace_with_labels, pod, poll_until, statefulset_pod,
+};
+
+const PROFILE: &str = "stowage.io/profile";
+const MEMBERS: &str = "stowage.io/members";
+const WEBHOOK_LABEL: &str = "bench.stowage.io/webhook";
+const EXTENDER_CONFIG: &str = "profiles:\n  bench: {quorum: zone, zoneSpread: required, nodeSpread: required}\n";
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    if !is_bench_run() {
+        println!("scheduling: skipped (a benchmark: run it with `cargo bench --bench scheduling`)");
+        return Ok(());
+    }
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+/// A `stowage serve` process on free ports, ready.
+async fn start_stowage(
+    cp: &ControlPlane,
+    dir: &Path,
+    name: &str,
+    args: &[String],
+) -> anyhow::Result<(Supervised, u16)> {
+    let ports = free_ports(2)?;
+    let mut all = vec![
+        "RUST_LOG=warn".to_owned(),
+        env!("CARGO_BIN_EXE_stowage").to_owned(),
+        "serve".to_owned(),
+        format!("--kubeconfig={}", cp.kubeconfig_path().display()),
+        format!("--admin-addr=127.0.0.1:{}", ports[1]),
+        "--shutdown-delay=0s".to_owned(),
+    ];
+    all.extend(args.iter().map(|a| a.replace("{port}", &ports[0].to_string())));
+    let process = Supervised::spawn(name, Path::new("env"), &all, &dir.join(format!("{name}.log")))?;
+    let admin: SocketAddr = ([127, 0, 0, 1], ports[1]).into();
+    poll_until(name, Duration::from_secs(120), Duration::from_millis(100), || async {
+        if let Some(status) = process.exit_status() {
+            return Err(anyhow::anyhow!("{name} exited with {status}:\n{}", process.log_tail(30)));
+        }
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let Ok(mut tcp) = tokio::net::TcpStream::connect(admin).await else { return Ok(None) };
+        tcp.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await?;
+        Ok(answer.starts_with("HTTP/1.1 200").then_some(()))
+    })
+    .await?;
+    Ok((process, ports[0]))
+}
+
+/// The database pods of one batch: groups of 3 owned by StatefulSets `db-<g>`.
+fn batch<'a>(namespace: &'a str, scheduler: &str, pods: usize) -> impl Iterator<Item = Pod> + 'a {
+    let scheduler = scheduler.to_owned();
+    (0..pods).map(move |i| {
+        statefulset_pod(namespace, &format!("db-{}", i / 3), u32::try_from(i % 3).unwrap_or(0))
+            .scheduler_name(&scheduler)
+            .annotation(PROFILE, "bench")
+            .annotation(MEMBERS, "3")
+            .cpu("500m")
+            .memory("1Gi")
+            .build()
+    })
+}
+
+async fn create_all(client: &kube::Client, pods: impl Iterator<Item = Pod>) -> anyhow::Result<()> {
+    futures::stream::iter(pods)
+        .map(|p| async move { create(client, &p).await.map(drop) })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(drop)
+}
+
+/// Throughput of one scheduler over one batch.
+#[derive(Debug, Clone)]
+struct Throughput {
+    pods: usize,
+    first_to_last: Duration,
+    start_to_last: Duration,
+}
+
+impl Throughput {
+    fn pods_per_second(&self) -> f64 {
+        (self.pods.saturating_sub(1)) as f64 / self.first_to_last.as_secs_f64().max(f64::EPSILON)
+    }
+
+    fn from_start(&self) -> f64 {
+        self.pods as f64 / self.start_to_last.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// Starts the scheduler and records when each pod of `namespace` is first seen bound.
+async fn schedule(
+    cp: &ControlPlane,
+    config: &SchedulerConfig,
+    namespace: &str,
+    pods: usize,
+) -> anyhow::Result<Throughput> {
+    let api: Api<Pod> = Api::namespaced(cp.client(), namespace);
+    let mut events = Box::pin(watcher(api, watcher::Config::default()));
+    // Let the watch list the pending pods first.
+    while let Some(e) = events.try_next().await? {
+        if matches!(e, watcher::Event::InitDone) {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let mut scheduler = cp.start_scheduler(config).await?;
+    let mut bound = HashSet::new();
+    let mut first = None;
+    let deadline = started + Duration::from_secs(900);
+    while bound.len() < pods {
+        let event = tokio::time::timeout_at(deadline.into(), events.try_next()).await.with_context(|| {
+            format!("{} of {pods} pods bound after 900 s\n{}", bound.len(), scheduler.diagnostics())
+        })??;
+        let Some(event) = event else { anyhow::bail!("the pod watch ended") };
+        if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) = event
+            && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+            && bound.insert(p.metadata.name.unwrap_or_default())
+        {
+            first.get_or_insert_with(Instant::now);
+        }
+    }
+    let last = Instant::now();
+    scheduler.stop();
+    Ok(Throughput { pods, first_to_last: last - first.unwrap_or(started), start_to_last: last - started })
+}
+
+fn webhook_configuration(name: &str, port: u16, ca_pem: &[u8]) -> anyhow::Result<MutatingWebhookConfiguration> {
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "pods.stowage.io",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": bundle},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"],
+                       "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {WEBHOOK_LABEL: "on"}},
+            "matchConditions": [{"name": "opted-in",
+                "expression": "has(object.metadata.annotations) && 'stowage.io/profile' in object.metadata.annotations"}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
+            "timeoutSeconds": 10, "reinvocationPolicy": "IfNeeded"
+        }]
+    }))?)
+}
+
+fn latency_pod(namespace: &str, name: &str) -> Pod {
+    pod(namespace, name).annotation(PROFILE, "default").annotation("stowage.io/group", "latency").build()
+}
+
+/// Creates the pod and returns the call's latency in microseconds and whether it came back
+/// mutated (the webhook sets `schedulerName: stowage`).
+async fn timed_create(api: &Api<Pod>, p: &Pod) -> anyhow::Result<(u64, bool)> {
+    let start = Instant::now();
+    let created = api.create(&PostParams::default(), p).await?;
+    let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+    Ok((us, created.spec.and_then(|s| s.scheduler_name).as_deref() == Some("stowage")))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let nodes = env_num("STOWAGE_BENCH_NODES", 1_000);
+    let pods = env_num("STOWAGE_BENCH_PODS", 2_000);
+    let qps = env_num("STOWAGE_BENCH_QPS", 5_000);
+    let creates = env_num("STOWAGE_BENCH_CREATES", 500);
+    let qps32 = u32::try_from(qps).unwrap_or(u32::MAX);
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+
+    let started = Instant::now();
+    let cp = ControlPlane::start().await?;
+    let client = cp.client();
+    eprintln!("control plane up in {:.1}s", started.elapsed().as_secs_f64());
+    create_nodes(
+        &client,
+        (0..nodes).map(|i| {
+            fake_node(&format!("bench-{i:04}")).zone(&format!("zone-{}", i % 4)).cpu("16").memory("64Gi").build()
+        }),
+    )
+    .await?;
+    let plain_ns = namespace_with_labels(&client, "sched-plain", &[]).await?;
+    let stowage_ns = namespace_with_labels(&client, "sched-stowage", &[]).await?;
+    let t = Instant::now();
+    create_all(&client, batch(&plain_ns, "bench-plain", pods)).await?;
+    create_all(&client, batch(&stowage_ns, "bench-stowage", pods)).await?;
+    eprintln!("{nodes} nodes and 2 x {pods} pending pods created ({:.1}s for the pods)", t.elapsed().as_secs_f64());
+
+    // --- without the extender ---
+    let plain_config = SchedulerConfig::new("bench-plain").client_rate(qps32, qps32 * 2);
+    let plain = schedule(&cp, &plain_config, &plain_ns, pods).await?;
+    eprintln!("without extender: {plain:?}, {:.1} pods/s", plain.pods_per_second());
+    let api: Api<Pod> = Api::namespaced(client.clone(), &plain_ns);
+    api.delete_collection(&DeleteParams::default().grace_period(0), &ListParams::default()).await?;
+    poll_until("batch A deleted", Duration::from_secs(120), Duration::from_millis(200), || async {
+        Ok(api.list(&ListParams::default().limit(1)).await?.items.is_empty().then_some(()))
+    })
+    .await?;
+
+    // --- with the extender ---
+    let config = dir.join("extender-config.yaml");
+    std::fs::write(&config, EXTENDER_CONFIG)?;
+    let (extender, port) = start_stowage(
+        &cp,
+        dir,
+        "stowage-extender",
+        &[
+            "--components=extender".into(),
+            format!("--config={}", config.display()),
+            "--extender-addr=127.0.0.1:{port}".into(),
+        ],
+    )
+    .await?;
+    let stowage_config = SchedulerConfig::new("bench-stowage").client_rate(qps32, qps32 * 2).extender(
+        Extender::new(&format!("http://127.0.0.1:{port}/scheduler"))
+            .bind_verb("bind")
+            .node_cache_capable(true)
+            .http_timeout(Duration::from_secs(5)),
+    );
+    let with = schedule(&cp, &stowage_config, &stowage_ns, pods).await?;
+    eprintln!("with extender: {with:?}, {:.1} pods/s", with.pods_per_second());
+    extender.stop();
+
+    // --- pod-create latency with and without the webhook ---
+    let tls = dir.join("tls");
+    generate_to_dir(&GenerateOptions::default(), &tls)?;
+    let (webhook, port) = start_stowage(
+        &cp,
+        dir,
+        "stowage-webhook",
+        &[
+            "--components=webhook".into(),
+            format!("--tls-dir={}", tls.display()),
+            format!("--config={}", root.join("examples/config.yaml").display()),
+            "--webhook-addr=127.0.0.1:{port}".into(),
+        ],
+    )
+    .await?;
+    let mwc: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    mwc.create(
+        &PostParams::default(),
+        &webhook_configuration("stowage-bench", port, &std::fs::read(tls.join("ca.crt"))?)?,
+    )
+    .await?;
+    let with_ns = namespace_with_labels(&client, "create-webhook", &[(WEBHOOK_LABEL, "on")]).await?;
+    let without_ns = namespace_with_labels(&client, "create-plain", &[]).await?;
+    let with_api: Api<Pod> = Api::namespaced(client.clone(), &with_ns);
+    let without_api: Api<Pod> = Api::namespaced(client.clone(), &without_ns);
+    // The apiserver loads webhook configurations through an informer: wait until it calls ours.
+    poll_until("the webhook registered", Duration::from_secs(60), Duration::from_millis(200), || async {
+        let probe = latency_pod(&with_ns, "probe");
+        let created = with_api.create(&PostParams { dry_run: true, ..PostParams::default() }, &probe).await?;
+        Ok((created.spec.and_then(|s| s.scheduler_name).as_deref() == Some("stowage")).then_some(()))
+    })
+    .await?;
+    let mut sequential = [latency_histogram(), latency_histogram()];
+    for i in 0..creates {
+        for (k, api, ns) in [(0, &with_api, &with_ns), (1, &without_api, &without_ns)] {
+            let (us, mutated) = timed_create(api, &latency_pod(ns, &format!("seq-{i}"))).await?;
+            anyhow::ensure!(mutated == (k == 0), "pod {ns}/seq-{i}: mutated is {mutated}");
+            sequential[k].saturating_record(us);
+        }
+    }
+    let concurrent_creates = creates * 2;
+    let timings: Vec<(usize, u64)> = futures::stream::iter((0..concurrent_creates).flat_map(|i| [(0, i), (1, i)]))
+        .map(|(k, i)| {
+            let (api, ns) = if k == 0 { (&with_api, &with_ns) } else { (&without_api, &without_ns) };
+            async move {
+                let (us, mutated) = timed_create(api, &latency_pod(ns, &format!("par-{i}"))).await?;
+                anyhow::ensure!(mutated == (k == 0), "pod {ns}/par-{i}: mutated is {mutated}");
+                Ok::<_, anyhow::Error>((k, us))
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    let mut concurrent = [latency_histogram(), latency_histogram()];
+    for (k, us) in timings {
+        concurrent[k].saturating_record(us);
+    }
+    webhook.stop();
+
+    // --- report ---
+    let ratio = with.pods_per_second() / plain.pods_per_second().max(f64::EPSILON);
+    let mut sched = Table::new(&[
+        "scheduler",
+        "pods",
+        "pods/s (first→last bind)",
+        "pods/s (from scheduler start)",
+        "time to bind all s",
+    ]);
+    for (name, t) in
+        [("kube-scheduler without extender (baseline)", &plain), ("kube-scheduler + stowage extender", &with)]
+    {
+        sched.row(vec![
+            name.to_owned(),
+            t.pods.to_string(),
+            format!("{:.1}", t.pods_per_second()),
+            format!("{:.1}", t.from_start()),
+            format!("{:.1}", t.start_to_last.as_secs_f64()),
+        ]);
+    }
+    let mut lat = Table::new(&["pod create", "webhook", "p50 ms", "p90 ms", "p99 ms", "mean ms", "creates"]);
+    for (mode, hs) in [("sequential", &sequential), ("16 in flight", &concurrent)] {
+        for (k, name) in [(0, "stowage webhook"), (1, "none (baseline)")] {
+            let h = &hs[k];
+            lat.row(vec![
+                mode.to_owned(),
+                name.to_owned(),
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.9)),
+                ms(h.value_at_quantile(0.99)),
+                format!("{:.3}", h.mean() / 1000.0),
+                h.len().to_string(),
+            ]);
+        }
+    }
+    let overhead = |hs: &[hdrhistogram::Histogram<u64>; 2], q: f64| {
+        hs[0].value_at_quantile(q) as f64 / 1000.0 - hs[1].value_at_quantile(q) as f64 / 1000.0
+    };
+    let markdown = format!(
+        "### Scheduling throughput through a real kube-scheduler ({nodes} nodes in 4 zones, {pods} database pods per batch)\n\n{}\n\
+         Ratio with / without the extender: **{ratio:.2}** (target ≥ 0.75). Both schedulers: client QPS {qps}, burst {}, \
+         percentageOfNodesToScore 100, no leader election; the extender is nodeCacheCapable with filter, prioritize and \
+         bind, weight 1, httpTimeout 5s.\n\n\
+         ### Pod-create latency through the real apiserver, with and without the webhook\n\n{}\n\
+         p50 overhead: sequential **{:.3} ms**, 16 in flight **{:.3} ms** (target ≤ 2 ms); p99 overhead: sequential \
+         {:.3} ms, 16 in flight {:.3} ms.\n\n\
+         etcd, kube-apiserver, kube-scheduler, stowage and this client all share the machine. {}\n",
+        sched.render(),
+        qps * 2,
+        lat.render(),
+        overhead(&sequential, 0.5),
+        overhead(&concurrent, 0.5),
+        overhead(&sequential, 0.99),
+        overhead(&concurrent, 0.99),
+        report::machine_line()
+    );
+    let raw = json!({
+        "nodes": nodes, "pods": pods, "qps": qps, "burst": qps * 2,
+        "throughput": {
+            "without_extender": {"pods_per_second": plain.pods_per_second(), "from_start": plain.from_start(),
+                                 "seconds": plain.start_to_last.as_secs_f64()},
+            "with_extender": {"pods_per_second": with.pods_per_second(), "from_start": with.from_start(),
+                              "seconds": with.start_to_last.as_secs_f64()},
+            "ratio": ratio,
+        },
+        "create_latency": {
+            "sequential": {"with_webhook": report::percentiles(&sequential[0]), "without": report::percentiles(&sequential[1])},
+            "concurrent_16": {"with_webhook": report::percentiles(&concurrent[0]), "without": report::percentiles(&concurrent[1])},
+            "p50_overhead_ms": {"sequential": overhead(&sequential, 0.5), "concurrent_16": overhead(&concurrent, 0.5)},
+        },
+    });
+    report::write("scheduling", &raw, &markdown)?;
+    Ok(())
+}
