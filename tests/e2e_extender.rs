@@ -21,7 +21,8 @@ use std::{
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{
-        PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+        PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodSchedulingGate,
+        PodTemplateSpec, Volume,
     },
     events::v1::Event as EventV1,
     scheduling::v1::PriorityClass,
@@ -1082,6 +1083,92 @@ async fn capture(env: &mut Env, mode: Mode, low: &str, high: &str) {
     for ex in proxy.exchanges() {
         assert_eq!(ex.status, 200, "#{} {} -> {}: {:?}", ex.seq, ex.path, ex.status, ex.error);
     }
+}
+
+// === 7. preemption never breaks another group's majority ===
+
+/// A 3-member group fills three nodes (one per zone) at low priority; only member 0 is unhealthy
+/// (not Ready). A high-priority pod fits nowhere, so kube-scheduler's preemption offers all three
+/// nodes, each with one member as its victim. Evicting member 1 or 2 would leave one healthy
+/// member of three (below the majority of two), so the extender keeps only node a, whose victim
+/// is the unhealthy member 0: the preemptor is nominated there and members 1 and 2 are untouched.
+#[tokio::test]
+async fn preemption_never_takes_victims_that_break_another_groups_majority() {
+    let mut env = Env::start("ext-preempt").await;
+    let low = env.priority_class("low", 10).await;
+    let high = env.priority_class("high", 1000).await;
+    let scheduler = env.scheduler(Env::extender(&env.stowage.extender_url())).await;
+    let pool = env.id.clone();
+    let nodes = env.nodes(&pool, &["a", "b", "c"], 1).await;
+    let sts = env
+        .statefulset("guard", 3, env.template(&scheduler, &pool).cpu("3").priority_class(&low).template(), None)
+        .await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
+    for (i, node) in nodes.iter().enumerate() {
+        let mut m = member(&sts, u32::try_from(i).expect("ordinal"));
+        m.spec.as_mut().expect("spec").node_name = Some(node.clone());
+        env.create_pod(&m).await;
+        if i > 0 {
+            let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+            pods.patch_status(&m.name_any(), &PatchParams::default(), &Patch::Merge(&ready)).await.expect("Ready");
+        }
+    }
+    // The preemptor starts gated. Once kube-scheduler reports it SchedulingGated, its pod watch has
+    // delivered the preemptor's creation, so stowage's pod watch on the same apiserver has
+    // delivered the earlier readiness patches too; then the gate is lifted.
+    let mut preemptor = pod(&env.ns, "urgent")
+        .scheduler_name(&scheduler)
+        .node_selector(POOL_LABEL, &pool)
+        .priority_class(&high)
+        .cpu("2")
+        .build();
+    preemptor.spec.as_mut().expect("spec").scheduling_gates =
+        Some(vec![PodSchedulingGate { name: "stowage.io/e2e-hold".to_owned() }]);
+    env.create_pod(&preemptor).await;
+    poll_until("the scheduler to see the gated preemptor", BIND_TIMEOUT, Duration::from_millis(100), || async {
+        let p = pods.get("urgent").await?;
+        Ok(pod_condition(&p, "PodScheduled").filter(|c| c.reason.as_deref() == Some("SchedulingGated")).map(drop))
+    })
+    .await
+    .expect("SchedulingGated");
+    let ungate = json!({"spec": {"schedulingGates": null}});
+    pods.patch("urgent", &PatchParams::default(), &Patch::Merge(&ungate)).await.expect("lifting the gate");
+    // Nominated to the victim's node, or already bound there (the nomination is cleared then).
+    let nominated = poll_until("the preemptor to be nominated", BIND_TIMEOUT, Duration::from_millis(100), || async {
+        let p = pods.get("urgent").await?;
+        let bound = node_name(&p).map(str::to_owned);
+        Ok(bound.or_else(|| p.status.and_then(|s| s.nominated_node_name).filter(|n| !n.is_empty())))
+    })
+    .await;
+    let nominated = match nominated {
+        Ok(n) => n,
+        Err(e) => panic!("{e:#}\n{}", env.diag(&["urgent", "guard-0", "guard-1", "guard-2"]).await),
+    };
+    assert_eq!(
+        nominated,
+        nodes[0],
+        "only the unhealthy member's node may be preempted\n{}",
+        env.diag(&["urgent"]).await
+    );
+    for healthy in ["guard-1", "guard-2"] {
+        let p = pods.get(healthy).await.expect("member");
+        assert!(p.metadata.deletion_timestamp.is_none(), "{healthy} was evicted: the group would lose its majority");
+    }
+    let decision = env
+        .decisions(Some("urgent"))
+        .await
+        .into_iter()
+        .find(|d| d["verb"] == "preempt")
+        .unwrap_or_else(|| panic!("no preempt decision for the preemptor"));
+    assert_eq!((decision["nodes_in"].as_u64(), decision["nodes_out"].as_u64()), (Some(3), Some(1)), "{decision:#}");
+    assert_eq!(decision["outcome"], "dropped_some", "{decision:#}");
+
+    let victim = pods.get_opt("guard-0").await.expect("reading the victim");
+    assert!(victim.is_none_or(|v| v.metadata.deletion_timestamp.is_some()), "member 0 is the victim");
+    force_delete_pod(&env.client, &env.ns, "guard-0").await.expect("deleting the victim");
+    env.wait_bound("urgent").await;
+    assert_eq!(env.node_of("urgent").await, nodes[0]);
+    env.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
