@@ -78,33 +78,110 @@ impl Denial {
 /// # Errors
 /// [`Denial`] when the pod contradicts its policy (a foreign group label) or is malformed.
 pub fn plan(pod: &Value, policy: &Policy<'_>, cfg: &Config, members: Option<u32>) -> Result<Plan, Denial> {
-    let mut doc = pod.clone();
-    let Value::Object(root) = &mut doc else {
+    let Value::Object(root) = pod else {
         return Err(Denial::Malformed("the pod is not a JSON object".to_owned()));
     };
     if !root.get("spec").is_some_and(Value::is_object) {
         return Err(Denial::Malformed("spec is missing or not an object".to_owned()));
     }
+    let before = working_copy(root);
+    let mut after = before.clone();
+    let Value::Object(work) = &mut after else { unreachable!("a working copy is an object") };
     let mut notes = Notes::default();
+    apply_rules(work, policy, cfg, members, &mut notes)?;
+    Ok(Plan { patch: json_patch::diff(&before, &after), warnings: notes.finish() })
+}
 
-    let group = placement::group_label(root, policy, &mut notes)?;
+/// Keys of `spec` the rules read or write.
+const SPEC_KEYS: [&str; 7] = [
+    "affinity",
+    "topologySpreadConstraints",
+    "tolerations",
+    "priorityClassName",
+    "priority",
+    "preemptionPolicy",
+    "schedulerName",
+];
+/// Keys of a container (or init container) the rules read or write.
+const CONTAINER_KEYS: [&str; 2] = ["name", "resources"];
+
+/// The parts of a pod the rules read or write: `metadata.labels`; in `spec`, the [`SPEC_KEYS`]
+/// and the [`CONTAINER_KEYS`] of every container and init container, which keep their
+/// positions. Planning on this copy instead of the whole pod keeps the clone and the diff
+/// proportional to what can change, not to env vars, probes, volumes or status, and the
+/// patch's paths are the pod's own. A rule that reads or writes another key must add it to
+/// these lists; `planning_on_the_working_copy_gives_the_whole_pod_patch` checks the patch against
+/// planning on the whole pod.
+fn working_copy(pod: &Map<String, Value>) -> Value {
+    let mut copy = Map::new();
+    match pod.get("metadata") {
+        Some(Value::Object(meta)) => {
+            let labels = meta.get("labels").map(|l| ("labels".to_owned(), l.clone()));
+            copy.insert("metadata".to_owned(), Value::Object(labels.into_iter().collect()));
+        }
+        Some(other) => {
+            copy.insert("metadata".to_owned(), other.clone());
+        }
+        None => {}
+    }
+    let mut spec = Map::new();
+    if let Some(Value::Object(full)) = pod.get("spec") {
+        for key in SPEC_KEYS {
+            if let Some(v) = full.get(key) {
+                spec.insert(key.to_owned(), v.clone());
+            }
+        }
+        for list in ["containers", "initContainers"] {
+            let Some(items) = full.get(list) else { continue };
+            let items = match items {
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .map(|item| match item {
+                            Value::Object(c) => Value::Object(
+                                CONTAINER_KEYS
+                                    .iter()
+                                    .filter_map(|k| Some(((*k).to_owned(), c.get(*k)?.clone())))
+                                    .collect(),
+                            ),
+                            other => other.clone(),
+                        })
+                        .collect(),
+                ),
+                other => other.clone(),
+            };
+            spec.insert(list.to_owned(), items);
+        }
+    }
+    copy.insert("spec".to_owned(), Value::Object(spec));
+    Value::Object(copy)
+}
+
+/// Runs every rule on `root` (a whole pod, or its [`working_copy`]), in order.
+fn apply_rules(
+    root: &mut Map<String, Value>,
+    policy: &Policy<'_>,
+    cfg: &Config,
+    members: Option<u32>,
+    notes: &mut Notes,
+) -> Result<(), Denial> {
+    let group = placement::group_label(root, policy, notes)?;
     let Some(Value::Object(spec)) = root.get_mut("spec") else {
         return Err(Denial::Malformed("spec is missing or not an object".to_owned()));
     };
-    resources::shape(spec, policy, &mut notes)?;
+    resources::shape(spec, policy, notes)?;
     if let Some(group) = &group {
-        placement::node_spread(spec, group, policy.node_spread, &cfg.hostname_label, &mut notes);
+        placement::node_spread(spec, group, policy.node_spread, &cfg.hostname_label, notes);
         let members = policy.members.or(members);
         let min_domains = members.map_or(policy.profile.min_domains, |m| m.min(policy.profile.min_domains));
-        placement::zone_spread(spec, group, policy.zone_spread, &cfg.zone_label, min_domains, &mut notes);
+        placement::zone_spread(spec, group, policy.zone_spread, &cfg.zone_label, min_domains, notes);
     }
     if let Some((name, pool)) = &policy.pool {
-        placement::pool(spec, name, pool, &mut notes);
+        placement::pool(spec, name, pool, notes);
     }
-    placement::priority_class(spec, policy.profile.priority_class_name.as_deref(), &mut notes);
-    placement::scheduler_name(spec, cfg.scheduler_name.as_deref(), &mut notes);
-
-    Ok(Plan { patch: json_patch::diff(pod, &doc), warnings: notes.finish() })
+    placement::priority_class(spec, policy.profile.priority_class_name.as_deref(), notes);
+    placement::scheduler_name(spec, cfg.scheduler_name.as_deref(), notes);
+    Ok(())
 }
 
 /// Longest single warning sent; the apiserver may truncate beyond 256 characters.
@@ -191,6 +268,59 @@ fn array_at<'a>(map: &'a Map<String, Value>, path: &[&str]) -> &'a [Value] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde::Deserialize as _;
+    use serde_json::json;
+
+    /// The patch of planning on the whole pod, as the planner did before it planned on a
+    /// working copy.
+    fn plan_on_whole_pod(pod: &Value, policy: &Policy<'_>, cfg: &Config) -> Result<Plan, Denial> {
+        let mut doc = pod.clone();
+        let Value::Object(root) = &mut doc else { unreachable!() };
+        let mut notes = Notes::default();
+        apply_rules(root, policy, cfg, Some(3), &mut notes)?;
+        Ok(Plan { patch: json_patch::diff(pod, &doc), warnings: notes.finish() })
+    }
+
+    #[test]
+    fn planning_on_the_working_copy_gives_the_whole_pod_patch() {
+        let cfg = Config::from_yaml(include_str!("../../examples/config.yaml")).unwrap();
+        let fixture: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/statefulset-pod-create.json")).unwrap();
+        let container = |name: &str, resources: Value| json!({"name": name, "image": "x", "env": [{"name": "A", "value": "b"}], "resources": resources});
+        let mut pods = vec![fixture["request"]["object"].clone()];
+        for profile in ["default", "postgres", "kafka"] {
+            let meta = |labels: Value| {
+                json!({"name": "p-0", "namespace": "db", "labels": labels,
+                       "annotations": {"stowage.io/profile": profile, "stowage.io/group": "g"}})
+            };
+            pods.push(json!({"metadata": meta(json!({"app": "x"})), "spec": {"containers": [
+                container("postgres", json!({"requests": {"cpu": "1500m"}})), container("side", Value::Null),
+                json!("not a container")],
+                "initContainers": [container("init", json!({"limits": {"memory": "1Gi"}}))],
+                "volumes": [{"name": "v", "emptyDir": {}}], "affinity": {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "k", "operator": "In", "values": ["v"]}]}]}}},
+                "tolerations": [{"key": "t", "operator": "Exists"}], "schedulerName": "default-scheduler",
+                "priority": 0, "preemptionPolicy": "PreemptLowerPriority"},
+                "status": {"phase": "Pending"}}));
+            pods.push(json!({"metadata": meta(Value::Null), "spec": {"containers": [container("a", json!({}))],
+                "topologySpreadConstraints": [{"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}],
+                "priorityClassName": "other"}}));
+            let mut bare = json!({"metadata": meta(json!({})), "spec": {"containers": []}});
+            bare["metadata"].as_object_mut().unwrap().remove("labels");
+            pods.push(bare);
+        }
+        for pod in &pods {
+            let mut meta = ObjectMeta::deserialize(&pod["metadata"]).unwrap();
+            meta.namespace.get_or_insert_with(|| "db".to_owned());
+            let policy = stowage_policy::resolve(&meta, &cfg).unwrap().unwrap();
+            let fast = plan(pod, &policy, &cfg, Some(3)).unwrap();
+            let whole = plan_on_whole_pod(pod, &policy, &cfg).unwrap();
+            assert!(!fast.patch.0.is_empty());
+            assert_eq!(fast, whole, "{pod:#}");
+        }
+    }
 
     #[test]
     fn warnings_are_bounded() {
