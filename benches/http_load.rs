@@ -72,7 +72,7 @@ impl Workload for Review {
 
     fn verify(&self, seq: u64, status: StatusCode, body: &[u8]) -> Result<(), String> {
         if status != StatusCode::OK {
-            return Err(format!("status {status}: {}", String::from_utf8_lossy(body)));
+            return Err(format!("status {status}: {}", excerpt(body)));
         }
         if !self.strict {
             return Ok(());
@@ -106,6 +106,16 @@ struct PriorityOut<'a> {
     _score: i64,
 }
 
+/// The start of an answer, for error messages.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut end = text.len().min(300);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 /// The same extender arguments every time; answers are checked per verb.
 struct ExtenderCall {
     body: Bytes,
@@ -121,7 +131,7 @@ impl Workload for ExtenderCall {
 
     fn verify(&self, _seq: u64, status: StatusCode, body: &[u8]) -> Result<(), String> {
         if status != StatusCode::OK {
-            return Err(format!("status {status}: {}", String::from_utf8_lossy(body)));
+            return Err(format!("status {status}: {}", excerpt(body)));
         }
         if !self.strict {
             return Ok(());
@@ -129,7 +139,7 @@ impl Workload for ExtenderCall {
         if self.verb == "filter" {
             let r: FilterOut<'_> = serde_json::from_slice(body).map_err(|e| format!("not a filter result: {e}"))?;
             if r.error.as_deref().is_some_and(|e| !e.is_empty()) || r.node_names.is_none_or(|n| n.is_empty()) {
-                return Err(format!("no feasible node: {}", String::from_utf8_lossy(body)));
+                return Err(format!("no feasible node: {}", excerpt(body)));
             }
         } else {
             let r: Vec<PriorityOut<'_>> =

@@ -171,6 +171,7 @@ impl ClusterShape {
         let template: PersistentVolumeClaim = from(pvc_template());
         let mut pending = template.clone();
         set_name(&mut pending.metadata, Some("db"), "data-bench-2", 0xbe2c);
+        pending.metadata.annotations = None;
         if let Some(spec) = pending.spec.as_mut() {
             spec.volume_name = None;
         }
@@ -179,6 +180,11 @@ impl ClusterShape {
             .map(move |i| {
                 let mut pvc = template.clone();
                 set_name(&mut pvc.metadata, Some("db"), &format!("data-g{}-{}", i / 3, i % 3), i ^ 0xc1a);
+                if let Some(selected) =
+                    pvc.metadata.annotations.as_mut().and_then(|a| a.get_mut("volume.kubernetes.io/selected-node"))
+                {
+                    *selected = Self::node_name(i);
+                }
                 if let Some(spec) = pvc.spec.as_mut() {
                     spec.volume_name = Some(format!("local-pv-{i:05}"));
                 }
@@ -745,5 +751,23 @@ mod tests {
         let pod = &snapshot.pods[0];
         assert!(pod.metadata.managed_fields.as_ref().is_some_and(|m| m.len() == 2));
         assert_eq!(pod.spec.as_ref().unwrap().containers.len(), 2);
+    }
+
+    #[test]
+    fn the_pending_member_fits_only_on_free_local_volumes_in_the_zone_without_a_sibling() {
+        let shape = ClusterShape::new(60, 2);
+        let ext = shape.extender();
+        let args = crate::extender::v1::ExtenderArgs {
+            pod: Some(shape.pending_member()),
+            nodes: None,
+            node_names: Some(shape.node_names()),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let result = rt.block_on(ext.filter(args));
+        assert_eq!(result.error, "", "{result:?}");
+        // Siblings run on node 0 (zone-0) and node 1 (zone-1), so zone-2 is the only one left,
+        // and the unbound local claim needs an available PV (every 10th node has one).
+        let fits = vec![ClusterShape::node_name(20), ClusterShape::node_name(50)];
+        assert_eq!(result.node_names, Some(fits));
     }
 }
