@@ -23,7 +23,7 @@ mkdir -p "$out"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-if printf '%s\n' "${selected[@]}" | grep -qx scheduling; then
+if [[ " ${selected[*]} " == *" scheduling "* ]]; then
   step "control plane binaries (built once, then cached)"
   dirs=$(scripts/control-plane.sh)
   export STOWAGE_K8S_BIN="${dirs%%:*}" STOWAGE_ETCD_BIN="${dirs##*:}"

@@ -106,5 +106,7 @@ build_etcd
 build_kubernetes
 fetch_cert_manager_crds
 "$K8S_BIN/kube-apiserver" --version >&2
-"$ETCD_BIN/etcd" --version | head -1 >&2
+# sed reads to the end: `head` would close the pipe early and, under pipefail, fail the
+# script with SIGPIPE (exit 141) whenever etcd writes its second line after head has exited.
+"$ETCD_BIN/etcd" --version | sed -n 1p >&2
 echo "$K8S_BIN:$ETCD_BIN"
