@@ -45,8 +45,8 @@ use stowage_loadgen::{
     report::{self, Table, is_bench_run, ms},
 };
 use stowage_testkit::{
-    ControlPlane, Extender, SchedulerConfig, Supervised, create, create_nodes, fake_node, free_ports,
-    namespace_with_labels, pod, poll_until, statefulset_pod,
+    ControlPlane, Extender, SchedulerConfig, Supervised, create, create_nodes, fake_node, free_ports, http_get,
+    metric_sum, namespace_with_labels, pod, poll_until, statefulset_pod,
 };
 
 const PROFILE: &str = "stowage.io/profile";
@@ -72,7 +72,7 @@ async fn start_stowage(
     dir: &Path,
     name: &str,
     args: &[String],
-) -> anyhow::Result<(Supervised, u16)> {
+) -> anyhow::Result<(Supervised, u16, SocketAddr)> {
     let ports = free_ports(2)?;
     let mut all = vec![
         "RUST_LOG=warn".to_owned(),
@@ -89,15 +89,26 @@ async fn start_stowage(
         if let Some(status) = process.exit_status() {
             return Err(anyhow::anyhow!("{name} exited with {status}:\n{}", process.log_tail(30)));
         }
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let Ok(mut tcp) = tokio::net::TcpStream::connect(admin).await else { return Ok(None) };
-        tcp.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
-        let mut answer = String::new();
-        tcp.read_to_string(&mut answer).await?;
-        Ok(answer.starts_with("HTTP/1.1 200").then_some(()))
+        let Ok((status, _)) = http_get(admin, "/readyz").await else { return Ok(None) };
+        Ok((status == 200).then_some(()))
     })
     .await?;
-    Ok((process, ports[0]))
+    Ok((process, ports[0], admin))
+}
+
+/// Per extender verb that was called: (verb, mean server-side milliseconds, calls), from the
+/// `stowage_extender_request_duration_seconds` histogram on the admin port.
+fn verb_durations(metrics: &str) -> Vec<(String, f64, u64)> {
+    ["filter", "prioritize", "bind", "preempt"]
+        .into_iter()
+        .filter_map(|verb| {
+            let label = format!("verb=\"{verb}\"");
+            let count = metric_sum(metrics, "stowage_extender_request_duration_seconds_count", &[&label]);
+            let sum = metric_sum(metrics, "stowage_extender_request_duration_seconds_sum", &[&label]);
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            (count > 0.0).then(|| (verb.to_owned(), sum / count * 1e3, count as u64))
+        })
+        .collect()
 }
 
 /// The database pods of one batch: groups of 3 owned by StatefulSets `db-<g>`.
@@ -136,7 +147,7 @@ impl Throughput {
         (self.pods.saturating_sub(1)) as f64 / self.first_to_last.as_secs_f64().max(f64::EPSILON)
     }
 
-    fn from_start(&self) -> f64 {
+    fn pods_per_second_from_start(&self) -> f64 {
         self.pods as f64 / self.start_to_last.as_secs_f64().max(f64::EPSILON)
     }
 }
@@ -252,7 +263,7 @@ async fn run() -> anyhow::Result<()> {
     // --- with the extender ---
     let config = dir.join("extender-config.yaml");
     std::fs::write(&config, EXTENDER_CONFIG)?;
-    let (extender, port) = start_stowage(
+    let (extender, port, extender_admin) = start_stowage(
         &cp,
         dir,
         "stowage-extender",
@@ -271,12 +282,13 @@ async fn run() -> anyhow::Result<()> {
     );
     let with = schedule(&cp, &stowage_config, &stowage_ns, pods).await?;
     eprintln!("with extender: {with:?}, {:.1} pods/s", with.pods_per_second());
+    let verbs = verb_durations(&http_get(extender_admin, "/metrics").await.map(|(_, body)| body).unwrap_or_default());
     extender.stop();
 
     // --- pod-create latency with and without the webhook ---
     let tls = dir.join("tls");
     generate_to_dir(&GenerateOptions::default(), &tls)?;
-    let (webhook, port) = start_stowage(
+    let (webhook, port, _) = start_stowage(
         &cp,
         dir,
         "stowage-webhook",
@@ -348,9 +360,13 @@ async fn run() -> anyhow::Result<()> {
             name.to_owned(),
             t.pods.to_string(),
             format!("{:.1}", t.pods_per_second()),
-            format!("{:.1}", t.from_start()),
+            format!("{:.1}", t.pods_per_second_from_start()),
             format!("{:.1}", t.start_to_last.as_secs_f64()),
         ]);
+    }
+    let mut server = Table::new(&["extender verb", "calls", "mean server-side ms (incl. sibling waits)"]);
+    for (verb, mean, count) in &verbs {
+        server.row(vec![verb.clone(), count.to_string(), format!("{mean:.3}")]);
     }
     let mut lat = Table::new(&["pod create", "webhook", "p50 ms", "p90 ms", "p99 ms", "mean ms", "creates"]);
     for (mode, hs) in [("sequential", &sequential), ("16 in flight", &concurrent)] {
@@ -374,13 +390,14 @@ async fn run() -> anyhow::Result<()> {
         "### Scheduling throughput through a real kube-scheduler ({nodes} nodes in 4 zones, {pods} database pods per batch)\n\n{}\n\
          Ratio with / without the extender: **{ratio:.2}** (target ≥ 0.75). Both schedulers: client QPS {qps}, burst {}, \
          percentageOfNodesToScore 100, no leader election; the extender is nodeCacheCapable with filter, prioritize and \
-         bind, weight 1, httpTimeout 5s.\n\n\
+         bind, weight 1, httpTimeout 5s. The extender's own request-duration histogram during the run:\n\n{}\n\
          ### Pod-create latency through the real apiserver, with and without the webhook\n\n{}\n\
          p50 overhead: sequential **{:.3} ms**, 16 in flight **{:.3} ms** (target ≤ 2 ms); p99 overhead: sequential \
          {:.3} ms, 16 in flight {:.3} ms.\n\n\
          etcd, kube-apiserver, kube-scheduler, stowage and this client all share the machine. {}\n",
         sched.render(),
         qps * 2,
+        server.render(),
         lat.render(),
         overhead(&sequential, 0.5),
         overhead(&concurrent, 0.5),
@@ -391,11 +408,12 @@ async fn run() -> anyhow::Result<()> {
     let raw = json!({
         "nodes": nodes, "pods": pods, "qps": qps, "burst": qps * 2,
         "throughput": {
-            "without_extender": {"pods_per_second": plain.pods_per_second(), "from_start": plain.from_start(),
+            "without_extender": {"pods_per_second": plain.pods_per_second(), "from_start": plain.pods_per_second_from_start(),
                                  "seconds": plain.start_to_last.as_secs_f64()},
-            "with_extender": {"pods_per_second": with.pods_per_second(), "from_start": with.from_start(),
+            "with_extender": {"pods_per_second": with.pods_per_second(), "from_start": with.pods_per_second_from_start(),
                               "seconds": with.start_to_last.as_secs_f64()},
             "ratio": ratio,
+            "extender_mean_ms": verbs.iter().map(|(v, m, c)| json!({"verb": v, "mean_ms": m, "calls": c})).collect::<Vec<_>>(),
         },
         "create_latency": {
             "sequential": {"with_webhook": report::percentiles(&sequential[0]), "without": report::percentiles(&sequential[1])},

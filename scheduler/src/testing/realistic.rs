@@ -615,9 +615,9 @@ fn member_template() -> Value {
     let exporter = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1";
     let mut db_container =
         container("postgres", db, "4", "16Gi", &["PGDATA", "POSTGRES_DB", "PATRONI_SCOPE", "PATRONI_NAME"], 5432);
-    db_container["volumeMounts"]
-        .as_array_mut()
-        .map(|m| m.push(json!({"name": "data", "mountPath": "/var/lib/postgresql/data"})));
+    if let Some(mounts) = db_container["volumeMounts"].as_array_mut() {
+        mounts.push(json!({"name": "data", "mountPath": "/var/lib/postgresql/data"}));
+    }
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
