@@ -368,16 +368,7 @@ impl Extender {
                     None => FilterOutcome { status: Status::unschedulable(&NODE_NOT_CACHED), plugin: None },
                 })
                 .collect();
-            if let Some(g) = ctx.group() {
-                decision.group = Some(g.to_string());
-                decision.members = Some(ctx.members);
-                decision.zone_counts = state
-                    .zone_spread
-                    .zone_summary(&model, &ctx)
-                    .into_iter()
-                    .map(|(zone, members)| ZoneCount { zone, members })
-                    .collect();
-            }
+            record_group(&mut decision, &state, &model, &ctx);
             let mut pass = FilterPass {
                 event: refusal_event(&ctx, &state.zone_spread, &outcomes, &decision.zone_counts),
                 summary: PodSummary {
@@ -517,16 +508,7 @@ impl Extender {
                     k += 1;
                 }
             }
-            if let Some(g) = ctx.group() {
-                decision.group = Some(g.to_string());
-                decision.members = Some(ctx.members);
-                decision.zone_counts = state
-                    .zone_spread
-                    .zone_summary(&model, &ctx)
-                    .into_iter()
-                    .map(|(zone, members)| ZoneCount { zone, members })
-                    .collect();
-            }
+            record_group(&mut decision, &state, &model, &ctx);
             // Detail for the top nodes only.
             let mut order: Vec<usize> = (0..views.len()).collect();
             let top = self.options.detail_nodes.min(order.len());
@@ -867,6 +849,20 @@ fn build_filter_result(input: Input, outcomes: &[FilterOutcome]) -> ExtenderFilt
         }
     }
     result
+}
+
+/// Records the pod's group, its size and its members per zone on a decision.
+fn record_group(decision: &mut Decision, state: &CycleState<'_>, model: &Model, ctx: &PodContext<'_>) {
+    if let Some(g) = ctx.group() {
+        decision.group = Some(g.to_string());
+        decision.members = Some(ctx.members);
+        decision.zone_counts = state
+            .zone_spread
+            .zone_summary(model, ctx)
+            .into_iter()
+            .map(|(zone, members)| ZoneCount { zone, members })
+            .collect();
+    }
 }
 
 /// The event to post when zone rules left the pod without any feasible node.

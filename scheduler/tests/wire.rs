@@ -1,6 +1,8 @@
 //! Wire compatibility with kube-scheduler's extender/v1 JSON (PascalCase out, any casing in).
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod roundtrip;
+
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use stowage_scheduler::extender::v1::{
@@ -15,38 +17,8 @@ fn fixture(name: &str) -> String {
 
 /// Parses a fixture into `T`, serialises it back and compares with the fixture as JSON values.
 fn round_trip<T: DeserializeOwned + Serialize>(name: &str) -> T {
-    let text = fixture(name);
-    let parsed: T = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut back = serde_json::to_value(&parsed).unwrap();
-    let want: Value = serde_json::from_str(&text).unwrap();
-    strip_added_type_meta(&mut back, &want);
-    assert_eq!(back, want, "{name} does not round-trip");
-    parsed
-}
-
-/// k8s-openapi always writes `apiVersion`/`kind` on a Pod; Go omits the empty TypeMeta of pods
-/// from an informer. Drop them where the fixture has none.
-fn strip_added_type_meta(back: &mut Value, want: &Value) {
-    match (back, want) {
-        (Value::Object(b), Value::Object(w)) => {
-            for key in ["apiVersion", "kind"] {
-                if !w.contains_key(key) {
-                    b.remove(key);
-                }
-            }
-            for (k, bv) in b.iter_mut() {
-                if let Some(wv) = w.get(k) {
-                    strip_added_type_meta(bv, wv);
-                }
-            }
-        }
-        (Value::Array(b), Value::Array(w)) => {
-            for (bv, wv) in b.iter_mut().zip(w) {
-                strip_added_type_meta(bv, wv);
-            }
-        }
-        _ => {}
-    }
+    let want: Value = serde_json::from_str(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    roundtrip::round_trip(name, &want)
 }
 
 #[test]
@@ -69,7 +41,7 @@ fn any_casing_is_accepted_and_pascal_case_is_emitted() {
     let a: ExtenderArgs = serde_json::from_str(&fixture("handwritten-filter-args-lowercase")).unwrap();
     let want: Value = serde_json::from_str(&fixture("handwritten-filter-args-node-names")).unwrap();
     let mut back = serde_json::to_value(&a).unwrap();
-    strip_added_type_meta(&mut back, &want);
+    roundtrip::strip_added_type_meta(&mut back, &want);
     assert_eq!(back, want);
     let b: ExtenderBindingArgs =
         serde_json::from_str(r#"{"podname":"p","PODNAMESPACE":"ns","podUid":"u","node":"n"}"#).unwrap();

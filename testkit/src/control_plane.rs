@@ -475,13 +475,7 @@ impl Cluster {
             if let Some(status) = self.apiserver.exit_status() {
                 bail!("kube-apiserver exited with {status} during startup\n{}", self.diagnostics(LOG_LINES));
             }
-            let request = http::Request::get("/readyz").body(Vec::new()).context("building a request")?;
-            let last = match tokio::time::timeout(Duration::from_secs(5), client.request_text(request)).await {
-                Ok(Ok(body)) if body.trim() == "ok" => return Ok(()),
-                Ok(Ok(body)) => body,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "request timed out".to_owned(),
-            };
+            let Err(last) = probe_readyz(&client).await? else { return Ok(()) };
             if Instant::now() >= deadline {
                 bail!(
                     "kube-apiserver not ready after {timeout:?} (last /readyz answer: {last})\n{}",
@@ -592,4 +586,19 @@ async fn http_get_plain(port: u16, path: &str) -> Result<String> {
         bail!("{}: {}", head.lines().next().unwrap_or_default(), indent(body).trim());
     }
     Ok(body.to_owned())
+}
+
+/// One `GET /readyz` through `client`: `Ok(Ok(()))` when it answers `ok`, else `Ok(Err(what it
+/// said))` (an error or a timeout after 5 s included).
+///
+/// # Errors
+/// Only when the request cannot be built.
+pub(crate) async fn probe_readyz(client: &kube::Client) -> Result<std::result::Result<(), String>> {
+    let request = http::Request::get("/readyz").body(Vec::new()).context("building a request")?;
+    Ok(match tokio::time::timeout(Duration::from_secs(5), client.request_text(request)).await {
+        Ok(Ok(body)) if body.trim() == "ok" => Ok(()),
+        Ok(Ok(body)) => Err(body),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("request timed out".to_owned()),
+    })
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 
-use crate::control_plane::{Cluster, Identity, LOG_LINES, client_from_yaml};
+use crate::control_plane::{Cluster, Identity, LOG_LINES, client_from_yaml, probe_readyz};
 use crate::process::{Supervised, free_ports};
 use crate::wait::scaled;
 
@@ -394,13 +394,7 @@ impl SchedulerHandle {
             if let Some(status) = self.process.exit_status() {
                 bail!("{} exited with {status} during startup\n{}", self.process.name(), self.diagnostics());
             }
-            let request = http::Request::get("/readyz").body(Vec::new()).context("building a request")?;
-            let last = match tokio::time::timeout(Duration::from_secs(5), client.request_text(request)).await {
-                Ok(Ok(body)) if body.trim() == "ok" => return Ok(()),
-                Ok(Ok(body)) => body,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "request timed out".to_owned(),
-            };
+            let Err(last) = probe_readyz(&client).await? else { return Ok(()) };
             if Instant::now() >= deadline {
                 bail!(
                     "{} not ready after {timeout:?} (last /readyz answer: {last})\n{}",
