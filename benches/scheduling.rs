@@ -2,12 +2,14 @@
 //!
 //! 1. **Scheduling throughput** of database pods with the extender versus the same scheduler
 //!    without it, same run (target: with ≥ 75 % of without, at 1,000 nodes). 1,000 fake nodes in
-//!    4 zones; two identical batches of 2,000 pods (StatefulSet-owned groups of 3, opted in with a
+//!    4 zones; three identical batches of 2,000 pods (StatefulSet-owned groups of 3, opted in with a
 //!    profile asking for zone quorum and required zone and node spread, 500m / 1Gi each), created
 //!    **before** their scheduler runs (their `schedulerName` is not served yet), so creation is
 //!    not measured. Then, one after the other: kube-scheduler without extenders binds batch A;
-//!    batch A is deleted; `stowage serve --components extender` starts and syncs; kube-scheduler
-//!    with the extender (nodeCacheCapable, filter + prioritize + bind) binds batch B. Both
+//!    kube-scheduler with a pass-through extender (filter keeps every node, prioritize scores
+//!    none: the wire protocol's own cost) binds batch P; `stowage serve --components extender`
+//!    starts and syncs; kube-scheduler with the extender (nodeCacheCapable; filter, prioritize
+//!    and bind) binds batch B. Each batch is deleted once bound. Both
 //!    schedulers use the same settings (`percentageOfNodesToScore: 100`, client QPS / burst
 //!    below). A watch records when each pod is first seen bound; pods/s is counted from the
 //!    first to the last binding, and from scheduler start.
@@ -42,6 +44,7 @@ use serde_json::json;
 use stowage_certs::{GenerateOptions, generate_to_dir};
 use stowage_loadgen::{
     client::latency_histogram,
+    empty,
     report::{self, Table, is_bench_run, ms},
 };
 use stowage_testkit::{
@@ -109,6 +112,19 @@ fn verb_durations(metrics: &str) -> Vec<(String, f64, u64)> {
             (count > 0.0).then(|| (verb.to_owned(), sum / count * 1e3, count as u64))
         })
         .collect()
+}
+
+/// Deletes every pod of `namespace` and waits until they are gone.
+async fn delete_batch(client: &kube::Client, namespace: &str) -> anyhow::Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    api.delete_collection(&DeleteParams::default().grace_period(0), &ListParams::default()).await?;
+    poll_until(
+        &format!("pods of {namespace} deleted"),
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || async { Ok(api.list(&ListParams::default().limit(1)).await?.items.is_empty().then_some(())) },
+    )
+    .await
 }
 
 /// The database pods of one batch: groups of 3 owned by StatefulSets `db-<g>`.
@@ -245,20 +261,40 @@ async fn run() -> anyhow::Result<()> {
     let plain_ns = namespace_with_labels(&client, "sched-plain", &[]).await?;
     let stowage_ns = namespace_with_labels(&client, "sched-stowage", &[]).await?;
     let t = Instant::now();
+    let passthrough_ns = namespace_with_labels(&client, "sched-passthrough", &[]).await?;
     create_all(&client, batch(&plain_ns, "bench-plain", pods)).await?;
+    create_all(&client, batch(&passthrough_ns, "bench-passthrough", pods)).await?;
     create_all(&client, batch(&stowage_ns, "bench-stowage", pods)).await?;
-    eprintln!("{nodes} nodes and 2 x {pods} pending pods created ({:.1}s for the pods)", t.elapsed().as_secs_f64());
+    eprintln!("{nodes} nodes and 3 x {pods} pending pods created ({:.1}s for the pods)", t.elapsed().as_secs_f64());
 
     // --- without the extender ---
     let plain_config = SchedulerConfig::new("bench-plain").client_rate(qps32, qps32 * 2);
     let plain = schedule(&cp, &plain_config, &plain_ns, pods).await?;
     eprintln!("without extender: {plain:?}, {:.1} pods/s", plain.pods_per_second());
-    let api: Api<Pod> = Api::namespaced(client.clone(), &plain_ns);
-    api.delete_collection(&DeleteParams::default().grace_period(0), &ListParams::default()).await?;
-    poll_until("batch A deleted", Duration::from_secs(120), Duration::from_millis(200), || async {
-        Ok(api.list(&ListParams::default().limit(1)).await?.items.is_empty().then_some(()))
-    })
-    .await?;
+    delete_batch(&client, &plain_ns).await?;
+
+    // --- with a pass-through extender ---
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let passthrough_port = listener.local_addr()?.port();
+    let (stop_passthrough, stopped) = tokio::sync::oneshot::channel::<()>();
+    let passthrough_server = tokio::spawn(stowage_certs::serve_plain(
+        listener,
+        empty::passthrough_extender_router(),
+        stowage_certs::ServeOptions::default(),
+        async move {
+            stopped.await.ok();
+        },
+    ));
+    let passthrough_config = SchedulerConfig::new("bench-passthrough").client_rate(qps32, qps32 * 2).extender(
+        Extender::new(&format!("http://127.0.0.1:{passthrough_port}/scheduler"))
+            .node_cache_capable(true)
+            .http_timeout(Duration::from_secs(5)),
+    );
+    let passthrough = schedule(&cp, &passthrough_config, &passthrough_ns, pods).await?;
+    eprintln!("with a pass-through extender: {passthrough:?}, {:.1} pods/s", passthrough.pods_per_second());
+    stop_passthrough.send(()).ok();
+    passthrough_server.await??;
+    delete_batch(&client, &passthrough_ns).await?;
 
     // --- with the extender ---
     let config = dir.join("extender-config.yaml");
@@ -346,6 +382,8 @@ async fn run() -> anyhow::Result<()> {
 
     // --- report ---
     let ratio = with.pods_per_second() / plain.pods_per_second().max(f64::EPSILON);
+    let floor = passthrough.pods_per_second() / plain.pods_per_second().max(f64::EPSILON);
+    let over_floor = with.pods_per_second() / passthrough.pods_per_second().max(f64::EPSILON);
     let mut sched = Table::new(&[
         "scheduler",
         "pods",
@@ -353,9 +391,11 @@ async fn run() -> anyhow::Result<()> {
         "pods/s (from scheduler start)",
         "time to bind all s",
     ]);
-    for (name, t) in
-        [("kube-scheduler without extender (baseline)", &plain), ("kube-scheduler + stowage extender", &with)]
-    {
+    for (name, t) in [
+        ("kube-scheduler without extender (baseline)", &plain),
+        ("kube-scheduler + pass-through extender (protocol floor)", &passthrough),
+        ("kube-scheduler + stowage extender", &with),
+    ] {
         sched.row(vec![
             name.to_owned(),
             t.pods.to_string(),
@@ -388,7 +428,8 @@ async fn run() -> anyhow::Result<()> {
     };
     let markdown = format!(
         "### Scheduling throughput through a real kube-scheduler ({nodes} nodes in 4 zones, {pods} database pods per batch)\n\n{}\n\
-         Ratio with / without the extender: **{ratio:.2}** (target ≥ 0.75). Both schedulers: client QPS {qps}, burst {}, \
+         Ratio with / without the extender: **{ratio:.2}** (target ≥ 0.75); pass-through extender / without: {floor:.2}; \
+         stowage / pass-through: {over_floor:.2}. All schedulers: client QPS {qps}, burst {}, \
          percentageOfNodesToScore 100, no leader election; the extender is nodeCacheCapable with filter, prioritize and \
          bind, weight 1, httpTimeout 5s. The extender's own request-duration histogram during the run:\n\n{}\n\
          ### Pod-create latency through the real apiserver, with and without the webhook\n\n{}\n\
@@ -412,7 +453,12 @@ async fn run() -> anyhow::Result<()> {
                                  "seconds": plain.start_to_last.as_secs_f64()},
             "with_extender": {"pods_per_second": with.pods_per_second(), "from_start": with.pods_per_second_from_start(),
                               "seconds": with.start_to_last.as_secs_f64()},
+            "with_passthrough_extender": {"pods_per_second": passthrough.pods_per_second(),
+                              "from_start": passthrough.pods_per_second_from_start(),
+                              "seconds": passthrough.start_to_last.as_secs_f64()},
             "ratio": ratio,
+            "ratio_passthrough": floor,
+            "ratio_stowage_over_passthrough": over_floor,
             "extender_mean_ms": verbs.iter().map(|(v, m, c)| json!({"verb": v, "mean_ms": m, "calls": c})).collect::<Vec<_>>(),
         },
         "create_latency": {

@@ -34,6 +34,34 @@ pub fn extender_router() -> Router {
         .route("/scheduler/prioritize", post(|_body: Bytes| async { json(EMPTY_PRIORITIZE) }))
 }
 
+/// The candidate names of an extender request; the pod and everything else are skipped unread.
+#[derive(serde::Deserialize)]
+struct Candidates {
+    #[serde(rename = "NodeNames", default)]
+    node_names: Option<Vec<String>>,
+}
+
+/// A pass-through extender for a real kube-scheduler (`nodeCacheCapable: true`): filter keeps
+/// every candidate, prioritize scores nothing. It costs what any filter + prioritize extender
+/// costs on the wire (the scheduler's encode, HTTP, decoding the names, encoding them back)
+/// and nothing more, so it is the protocol's floor next to stowage.
+pub fn passthrough_extender_router() -> Router {
+    Router::new()
+        .route(
+            "/scheduler/filter",
+            post(|body: Bytes| async move {
+                match serde_json::from_slice::<Candidates>(&body) {
+                    Ok(c) => axum::Json(serde_json::json!({
+                        "NodeNames": c.node_names.unwrap_or_default(), "FailedNodes": {}, "Error": ""
+                    }))
+                    .into_response(),
+                    Err(e) => (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+                }
+            }),
+        )
+        .route("/scheduler/prioritize", post(|_body: Bytes| async { json(EMPTY_PRIORITIZE) }))
+}
+
 /// Serves [`webhook_router`] over TLS with the `tls.crt` / `tls.key` pair in `tls_dir`.
 ///
 /// # Errors
