@@ -30,10 +30,12 @@ fn benches(c: &mut Criterion) {
     let app = router(ext.clone());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let args = |n: usize| ExtenderArgs { pod: Some(pod.clone()), nodes: None, node_names: Some(names[..n].to_vec()) };
-    let sizes = [100usize, 1_000, 5_000].map(|n| n.min(shape.nodes));
+    // Criterion wants distinct ids: a small smoke cluster caps several sizes to the same count.
+    let mut sizes: Vec<usize> = [100usize, 1_000, 5_000].iter().map(|&n| n.min(shape.nodes)).collect();
+    sizes.dedup();
 
     let mut g = c.benchmark_group("extender/service");
-    for n in sizes {
+    for &n in &sizes {
         g.bench_with_input(BenchmarkId::new("filter", n), &n, |b, &n| {
             b.iter_batched(|| args(n), |a| black_box(rt.block_on(ext.filter(a))), BatchSize::SmallInput);
         });
@@ -44,7 +46,7 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("extender/http");
-    for n in sizes {
+    for &n in &sizes {
         let body = bytes::Bytes::from(serde_json::to_vec(&args(n)).expect("encodable args"));
         for verb in ["filter", "prioritize"] {
             g.bench_with_input(BenchmarkId::new(verb, n), &n, |b, _| {
