@@ -26,7 +26,6 @@
 
 use std::{
     collections::HashSet,
-    net::SocketAddr,
     path::Path,
     time::{Duration, Instant},
 };
@@ -48,8 +47,8 @@ use stowage_loadgen::{
     report::{self, Table, is_bench_run, ms},
 };
 use stowage_testkit::{
-    ControlPlane, Extender, SchedulerConfig, Supervised, create, create_nodes, fake_node, free_ports, http_get,
-    metric_sum, namespace_with_labels, pod, poll_until, statefulset_pod,
+    ControlPlane, Extender, SchedulerConfig, StowageArgs, StowageProcess, create, create_nodes, fake_node, metric_sum,
+    namespace_with_labels, pod, poll_until, statefulset_pod,
 };
 
 const PROFILE: &str = "stowage.io/profile";
@@ -69,34 +68,11 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(run())
 }
 
-/// A `stowage serve` process on free ports, ready.
-async fn start_stowage(
-    cp: &ControlPlane,
-    dir: &Path,
-    name: &str,
-    args: &[String],
-) -> anyhow::Result<(Supervised, u16, SocketAddr)> {
-    let ports = free_ports(2)?;
-    let mut all = vec![
-        "RUST_LOG=warn".to_owned(),
-        env!("CARGO_BIN_EXE_stowage").to_owned(),
-        "serve".to_owned(),
-        format!("--kubeconfig={}", cp.kubeconfig_path().display()),
-        format!("--admin-addr=127.0.0.1:{}", ports[1]),
-        "--shutdown-delay=0s".to_owned(),
-    ];
-    all.extend(args.iter().map(|a| a.replace("{port}", &ports[0].to_string())));
-    let process = Supervised::spawn(name, Path::new("env"), &all, &dir.join(format!("{name}.log")))?;
-    let admin: SocketAddr = ([127, 0, 0, 1], ports[1]).into();
-    poll_until(name, Duration::from_secs(120), Duration::from_millis(100), || async {
-        if let Some(status) = process.exit_status() {
-            return Err(anyhow::anyhow!("{name} exited with {status}:\n{}", process.log_tail(30)));
-        }
-        let Ok((status, _)) = http_get(admin, "/readyz").await else { return Ok(None) };
-        Ok((status == 200).then_some(()))
-    })
-    .await?;
-    Ok((process, ports[0], admin))
+/// `stowage serve --components <components>` against the bench's control plane, quiet.
+fn stowage_args(cp: &ControlPlane, components: &str) -> StowageArgs {
+    StowageArgs::new(Path::new(env!("CARGO_BIN_EXE_stowage")), components)
+        .env("RUST_LOG", "warn")
+        .kubeconfig(cp.kubeconfig_path())
 }
 
 /// Per extender verb that was called: (verb, mean server-side milliseconds, calls), from the
@@ -299,47 +275,32 @@ async fn run() -> anyhow::Result<()> {
     // --- with the extender ---
     let config = dir.join("extender-config.yaml");
     std::fs::write(&config, EXTENDER_CONFIG)?;
-    let (extender, port, extender_admin) = start_stowage(
-        &cp,
-        dir,
-        "stowage-extender",
-        &[
-            "--components=extender".into(),
-            format!("--config={}", config.display()),
-            "--extender-addr=127.0.0.1:{port}".into(),
-        ],
-    )
-    .await?;
+    let mut extender =
+        StowageProcess::start(&stowage_args(&cp, "extender").config(&config), &dir.join("stowage-extender.log"))
+            .await?;
     let stowage_config = SchedulerConfig::new("bench-stowage").client_rate(qps32, qps32 * 2).extender(
-        Extender::new(&format!("http://127.0.0.1:{port}/scheduler"))
+        Extender::new(&extender.extender_url())
             .bind_verb("bind")
             .node_cache_capable(true)
             .http_timeout(Duration::from_secs(5)),
     );
     let with = schedule(&cp, &stowage_config, &stowage_ns, pods).await?;
     eprintln!("with extender: {with:?}, {:.1} pods/s", with.pods_per_second());
-    let verbs = verb_durations(&http_get(extender_admin, "/metrics").await.map(|(_, body)| body).unwrap_or_default());
-    extender.stop();
+    let verbs = verb_durations(&extender.metrics().await.unwrap_or_default());
+    extender.kill();
 
     // --- pod-create latency with and without the webhook ---
     let tls = dir.join("tls");
     generate_to_dir(&GenerateOptions::default(), &tls)?;
-    let (webhook, port, _) = start_stowage(
-        &cp,
-        dir,
-        "stowage-webhook",
-        &[
-            "--components=webhook".into(),
-            format!("--tls-dir={}", tls.display()),
-            format!("--config={}", root.join("examples/config.yaml").display()),
-            "--webhook-addr=127.0.0.1:{port}".into(),
-        ],
+    let mut webhook = StowageProcess::start(
+        &stowage_args(&cp, "webhook").tls_dir(&tls).config(&root.join("examples/config.yaml")),
+        &dir.join("stowage-webhook.log"),
     )
     .await?;
     let mwc: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     mwc.create(
         &PostParams::default(),
-        &webhook_configuration("stowage-bench", port, &std::fs::read(tls.join("ca.crt"))?)?,
+        &webhook_configuration("stowage-bench", webhook.webhook.port(), &std::fs::read(tls.join("ca.crt"))?)?,
     )
     .await?;
     let with_ns = namespace_with_labels(&client, "create-webhook", &[(WEBHOOK_LABEL, "on")]).await?;
@@ -378,7 +339,7 @@ async fn run() -> anyhow::Result<()> {
     for (k, us) in timings {
         concurrent[k].saturating_record(us);
     }
-    webhook.stop();
+    webhook.kill();
 
     // --- report ---
     let ratio = with.pods_per_second() / plain.pods_per_second().max(f64::EPSILON);

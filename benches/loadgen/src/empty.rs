@@ -29,9 +29,12 @@ pub fn webhook_router() -> Router {
 /// `POST /scheduler/filter` and `/scheduler/prioritize` answering [`EMPTY_FILTER`] and
 /// [`EMPTY_PRIORITIZE`].
 pub fn extender_router() -> Router {
-    Router::new()
-        .route("/scheduler/filter", post(|_body: Bytes| async { json(EMPTY_FILTER) }))
-        .route("/scheduler/prioritize", post(|_body: Bytes| async { json(EMPTY_PRIORITIZE) }))
+    empty_prioritize().route("/scheduler/filter", post(|_body: Bytes| async { json(EMPTY_FILTER) }))
+}
+
+/// `POST /scheduler/prioritize` answering [`EMPTY_PRIORITIZE`].
+fn empty_prioritize() -> Router {
+    Router::new().route("/scheduler/prioritize", post(|_body: Bytes| async { json(EMPTY_PRIORITIZE) }))
 }
 
 /// The candidate names of an extender request; the pod and everything else are skipped unread.
@@ -46,20 +49,18 @@ struct Candidates {
 /// costs on the wire (the scheduler's encode, HTTP, decoding the names, encoding them back)
 /// and nothing more, so it is the protocol's floor next to stowage.
 pub fn passthrough_extender_router() -> Router {
-    Router::new()
-        .route(
-            "/scheduler/filter",
-            post(|body: Bytes| async move {
-                match serde_json::from_slice::<Candidates>(&body) {
-                    Ok(c) => axum::Json(serde_json::json!({
-                        "NodeNames": c.node_names.unwrap_or_default(), "FailedNodes": {}, "Error": ""
-                    }))
-                    .into_response(),
-                    Err(e) => (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-                }
-            }),
-        )
-        .route("/scheduler/prioritize", post(|_body: Bytes| async { json(EMPTY_PRIORITIZE) }))
+    empty_prioritize().route(
+        "/scheduler/filter",
+        post(|body: Bytes| async move {
+            match serde_json::from_slice::<Candidates>(&body) {
+                Ok(c) => axum::Json(serde_json::json!({
+                    "NodeNames": c.node_names.unwrap_or_default(), "FailedNodes": {}, "Error": ""
+                }))
+                .into_response(),
+                Err(e) => (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            }
+        }),
+    )
 }
 
 /// Serves [`webhook_router`] over TLS with the `tls.crt` / `tls.key` pair in `tls_dir`.
