@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# One full build per run: incremental artifacts would only cost disk (several GiB).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step "control plane (build once, then cached)"
 dirs=$(scripts/control-plane.sh)
 export STOWAGE_K8S_BIN="${dirs%%:*}" STOWAGE_ETCD_BIN="${dirs##*:}"
