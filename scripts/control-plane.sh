@@ -27,6 +27,18 @@ esac
 export GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
+# Go's module and build caches are only needed while building (several GiB on a fresh
+# machine): keep them private to this script and remove them when it exits. The binaries
+# are what is cached.
+GO_CACHES="$CACHE/build/go"
+export GOMODCACHE="$GO_CACHES/mod" GOCACHE="$GO_CACHES/build"
+drop_go_caches() {
+  [[ -d "$GO_CACHES" ]] || return 0
+  (cd / && go clean -modcache >/dev/null 2>&1) || true
+  rm -rf "$GO_CACHES" || true
+}
+trap drop_go_caches EXIT
+
 build_kubernetes() {
   local want=(kube-apiserver kube-scheduler kubectl)
   local missing=0

@@ -10,6 +10,9 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # One full build per run: incremental artifacts would only cost disk (several GiB).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
+step "disk (a full run needs about 3 GiB for the build, plus 4 GiB once for the control plane)"
+df -h . >&2 || true
+
 step "control plane (build once, then cached)"
 dirs=$(scripts/control-plane.sh)
 export STOWAGE_K8S_BIN="${dirs%%:*}" STOWAGE_ETCD_BIN="${dirs##*:}"
