@@ -1,6 +1,7 @@
 //! Snapshot loading (criterion; means), as `stowage serve --snapshot` and `stowage explain` do it:
 //! `Snapshot::from_yaml` (multi-document YAML of realistic full objects, as `kubectl get -o
-//! yaml` prints them) and `ClusterCache::from_snapshot` (trimming and indexing), at 100, 300 and
+//! yaml` prints them), `Snapshot::from_json` (the same objects as one `List`, as `kubectl get -o
+//! json` prints them) and `ClusterCache::from_snapshot` (trimming and indexing), at 100, 300 and
 //! 1,000 nodes with 30 pods each.
 //!
 //! Run: `cargo bench --bench snapshot`.
@@ -29,6 +30,11 @@ fn benches(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(yaml.len() as u64));
         g.bench_with_input(BenchmarkId::new("from_yaml", &id), &yaml, |b, yaml| {
             b.iter(|| black_box(Snapshot::from_yaml(yaml).expect("valid snapshot")));
+        });
+        let json = shape.snapshot_json();
+        g.throughput(Throughput::Bytes(json.len() as u64));
+        g.bench_with_input(BenchmarkId::new("from_json", &id), &json, |b, json| {
+            b.iter(|| black_box(Snapshot::from_json(json).expect("valid snapshot")));
         });
         let snapshot = Snapshot::from_yaml(&yaml).expect("valid snapshot");
         g.throughput(Throughput::Elements(snapshot.len() as u64));

@@ -118,7 +118,8 @@ pub struct ServeArgs {
 /// Arguments of `stowage explain`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// Cluster snapshot (YAML as `kubectl get ... -o yaml` prints it).
+    /// Cluster snapshot: `kubectl get ... -o json` or `-o yaml` output (concatenated JSON
+    /// documents or multi-document YAML).
     #[arg(long)]
     pub snapshot: PathBuf,
     /// The pod to place (YAML or JSON), as it is before admission.

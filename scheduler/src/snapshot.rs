@@ -1,7 +1,9 @@
-//! Cluster snapshots: the objects `kubectl get ... -o yaml` prints, loaded from a file.
+//! Cluster snapshots: the objects `kubectl get ... -o yaml` (or `-o json`) prints, loaded from
+//! a file.
 //!
-//! A snapshot is multi-document YAML (or JSON) whose documents are standard objects or
-//! `kind: List` documents of them. Nodes, Pods, PersistentVolumes, PersistentVolumeClaims,
+//! A snapshot is multi-document YAML, or JSON (one value or a stream of them), whose documents
+//! are standard objects or `kind: List` documents of them. JSON is read by a JSON parser,
+//! several times faster than YAML for the same objects. Nodes, Pods, PersistentVolumes, PersistentVolumeClaims,
 //! StorageClasses, CSIStorageCapacities and StatefulSets are kept; other kinds are skipped
 //! with a warning; a malformed document is an error naming its index and first line.
 
@@ -34,6 +36,16 @@ pub enum Error {
         /// 1-based line where the document starts.
         line: usize,
         /// Parser message.
+        message: String,
+    },
+    /// A document is not valid JSON.
+    #[error("snapshot document {index} (line {line}) is not valid JSON: {message}")]
+    Json {
+        /// 1-based document index.
+        index: usize,
+        /// 1-based line where the document starts.
+        line: usize,
+        /// Parser message, with the line and column of the problem.
         message: String,
     },
     /// A document (or a List item) is not a valid object of its kind.
@@ -78,11 +90,51 @@ impl Snapshot {
     /// Reads and parses a snapshot file.
     ///
     /// # Errors
-    /// [`Error::Read`] when the file cannot be read, else as [`Snapshot::from_yaml`].
+    /// [`Error::Read`] when the file cannot be read, else as [`Snapshot::parse`].
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
-        Self::from_yaml(&text)
+        Self::parse(&text)
+    }
+
+    /// Parses snapshot text: JSON when it starts with `{` or `[`, else YAML. Text that starts
+    /// like JSON but is not (a YAML flow mapping, say) is read as YAML; when that fails too,
+    /// the JSON error is reported.
+    ///
+    /// # Errors
+    /// As [`Snapshot::from_json`] or [`Snapshot::from_yaml`].
+    pub fn parse(text: &str) -> Result<Self> {
+        if !text.trim_start().starts_with(['{', '[']) {
+            return Self::from_yaml(text);
+        }
+        match Self::from_json(text) {
+            Err(json @ Error::Json { .. }) => Self::from_yaml(text).map_err(|_| json),
+            other => other,
+        }
+    }
+
+    /// Parses JSON snapshot text: one value (an object or a `List`, as `kubectl get -o json`
+    /// prints) or several concatenated, each a document.
+    ///
+    /// # Errors
+    /// [`Error::Json`] or [`Error::Object`] for the first malformed document.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let mut snap = Snapshot::default();
+        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+        let (mut counted, mut line) = (0, 1);
+        for index in 1.. {
+            // The document starts at the first non-blank byte after the previous one.
+            let rest = &text[stream.byte_offset()..];
+            let start = text.len() - rest.trim_start().len();
+            line += text[counted..start].bytes().filter(|&b| b == b'\n').count();
+            counted = start;
+            match stream.next() {
+                None => break,
+                Some(Ok(value)) => snap.add(index, line, value)?,
+                Some(Err(e)) => return Err(Error::Json { index, line, message: e.to_string() }),
+            }
+        }
+        Ok(snap)
     }
 
     /// Parses snapshot text.
@@ -124,13 +176,13 @@ impl Snapshot {
         self.len() == 0
     }
 
-    fn add(&mut self, index: usize, line: usize, value: Value) -> Result<()> {
+    fn add(&mut self, index: usize, line: usize, mut value: Value) -> Result<()> {
         if value.is_null() {
             return Ok(());
         }
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
         if kind == "List" || kind.ends_with("List") {
-            let Some(items) = value.get("items").and_then(Value::as_array) else {
+            let Some(Value::Array(items)) = value.get_mut("items").map(Value::take) else {
                 return Err(Error::Object {
                     index,
                     line,
@@ -138,10 +190,9 @@ impl Snapshot {
                     message: format!("{kind} has no items list"),
                 });
             };
-            for (i, item) in items.iter().enumerate() {
+            for (i, mut item) in items.into_iter().enumerate() {
                 // Lists printed by kubectl carry kind/apiVersion on every item; typed lists
                 // (e.g. `PodList`) may not, so the list kind names the item kind.
-                let mut item = item.clone();
                 if item.get("kind").is_none()
                     && kind != "List"
                     && let Some(obj) = item.as_object_mut()
@@ -265,6 +316,45 @@ volumeBindingMode: WaitForFirstConsumer
     #[test]
     fn typed_lists_name_their_items() {
         let snap = Snapshot::from_yaml("kind: NodeList\napiVersion: v1\nitems:\n- metadata: {name: a}\n").unwrap();
+        assert_eq!(snap.nodes.len(), 1);
+    }
+
+    #[test]
+    fn json_as_kubectl_prints_it_reads_the_same_objects_as_yaml() {
+        let shape = crate::testing::realistic::ClusterShape::new(4, 3);
+        let yaml = Snapshot::parse(&shape.snapshot_yaml()).unwrap();
+        let json_text = shape.snapshot_json();
+        assert!(json_text.starts_with('{'), "{}", &json_text[..40]);
+        let json = Snapshot::parse(&json_text).unwrap();
+        assert_eq!(json.len(), yaml.len());
+        assert!(json.warnings.is_empty() && yaml.warnings.is_empty());
+        assert_eq!(json.nodes, yaml.nodes);
+        assert_eq!(json.pods, yaml.pods);
+        assert_eq!(json.persistent_volumes, yaml.persistent_volumes);
+        assert_eq!(json.persistent_volume_claims, yaml.persistent_volume_claims);
+        assert_eq!(json.storage_classes, yaml.storage_classes);
+        assert_eq!(json.stateful_sets, yaml.stateful_sets);
+    }
+
+    #[test]
+    fn json_streams_are_documents_and_errors_name_them() {
+        let two = "{\"apiVersion\": \"v1\", \"kind\": \"Node\", \"metadata\": {\"name\": \"a\"}}\n\n\
+                   {\"apiVersion\": \"v1\", \"kind\": \"Node\", \"metadata\": {\"name\": \"b\"}}\n";
+        let snap = Snapshot::parse(two).unwrap();
+        assert_eq!(snap.nodes.len(), 2);
+        let broken = format!("{two}{{\"kind\": \"Pod\",\n \"spec\": [}}\n");
+        let err = Snapshot::parse(&broken).unwrap_err().to_string();
+        assert!(err.starts_with("snapshot document 3 (line 4) is not valid JSON: "), "{err}");
+        assert!(err.contains("line 5"), "the parser's own position is kept: {err}");
+        let err = Snapshot::parse("{\"kind\": \"Pod\", \"apiVersion\": \"v1\", \"spec\": {\"containers\": 3}}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("snapshot document 1 (line 1): Pod \"<unnamed>\":"), "{err}");
+    }
+
+    #[test]
+    fn yaml_flow_mappings_are_not_mistaken_for_json() {
+        let snap = Snapshot::parse("{kind: Node, apiVersion: v1, metadata: {name: a}}\n").unwrap();
         assert_eq!(snap.nodes.len(), 1);
     }
 }

@@ -252,42 +252,48 @@ impl ClusterShape {
     #[must_use]
     pub fn snapshot_yaml(&self) -> String {
         let mut out = String::new();
-        let mut push = |v: &dyn erased::Yaml| {
+        self.each_object(&mut |o| {
             out.push_str("---\n");
-            out.push_str(&v.yaml());
-        };
-        for o in self.storage_classes() {
-            push(&o);
-        }
-        for o in self.stateful_sets() {
-            push(&o);
-        }
-        for o in self.persistent_volumes() {
-            push(&o);
-        }
-        for o in self.persistent_volume_claims() {
-            push(&o);
-        }
-        for o in self.nodes() {
-            push(&o);
-        }
-        for o in self.pods() {
-            push(&o);
-        }
+            out.push_str(&o.yaml());
+        });
         out
+    }
+
+    /// The cluster as a snapshot file in JSON: one `List`, as `kubectl get -o json` prints it.
+    #[must_use]
+    pub fn snapshot_json(&self) -> String {
+        let mut items = Vec::new();
+        self.each_object(&mut |o| items.push(o.json()));
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items});
+        serde_json::to_string_pretty(&list).unwrap_or_default()
+    }
+
+    /// Every object of the cluster, in the order a snapshot lists them.
+    fn each_object(&self, f: &mut dyn FnMut(&dyn erased::Object)) {
+        self.storage_classes().iter().for_each(|o| f(o));
+        self.stateful_sets().for_each(|o| f(&o));
+        self.persistent_volumes().for_each(|o| f(&o));
+        self.persistent_volume_claims().for_each(|o| f(&o));
+        self.nodes().for_each(|o| f(&o));
+        self.pods().for_each(|o| f(&o));
     }
 }
 
 mod erased {
-    /// An object that prints itself as one YAML document.
-    pub(super) trait Yaml {
+    /// An object that prints itself as one YAML document or as a JSON value.
+    pub(super) trait Object {
         fn yaml(&self) -> String;
+        fn json(&self) -> serde_json::Value;
     }
 
-    impl<T: super::Serialize + k8s_openapi::Resource> Yaml for T {
+    impl<T: super::Serialize + k8s_openapi::Resource> Object for T {
         fn yaml(&self) -> String {
             // Typed objects serialize apiVersion and kind first, as kubectl prints them.
             serde_saphyr::to_string(self).unwrap_or_default()
+        }
+
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
         }
     }
 }
