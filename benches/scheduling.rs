@@ -132,6 +132,16 @@ struct Throughput {
     pods: usize,
     first_to_last: Duration,
     start_to_last: Duration,
+    /// CPU seconds each process used from the first to the last binding.
+    cpu: Vec<(&'static str, f64)>,
+}
+
+/// CPU ticks used so far by each named process tree (`None`: this bench process).
+fn cpu_ticks(processes: &[(&'static str, Option<u32>)]) -> Vec<u64> {
+    processes
+        .iter()
+        .map(|(_, pid)| pid.map_or_else(|| report::cpu_ticks(None).unwrap_or(0), report::tree_cpu_ticks))
+        .collect()
 }
 
 impl Throughput {
@@ -142,14 +152,31 @@ impl Throughput {
     fn pods_per_second_from_start(&self) -> f64 {
         self.pods as f64 / self.start_to_last.as_secs_f64().max(f64::EPSILON)
     }
+
+    /// CPU milliseconds per bound pod used by `process` (0 when it did not run).
+    fn cpu_ms_per_pod(&self, process: &str) -> f64 {
+        let seconds: f64 = self.cpu.iter().filter(|(p, _)| *p == process).map(|(_, s)| s).sum();
+        seconds * 1e3 / self.pods.saturating_sub(1).max(1) as f64
+    }
+
+    /// Cores kept busy on average by all processes from the first to the last binding.
+    fn cores_busy(&self) -> f64 {
+        self.cpu.iter().map(|(_, s)| s).sum::<f64>() / self.first_to_last.as_secs_f64().max(f64::EPSILON)
+    }
 }
 
-/// Starts the scheduler and records when each pod of `namespace` is first seen bound.
+/// The processes whose CPU the scheduling table reports, in its row order.
+const CPU_ROWS: [&str; 5] = ["kube-scheduler", "extender", "kube-apiserver", "etcd", "bench process"];
+
+/// Starts the scheduler and records when each pod of `namespace` is first seen bound, and the
+/// CPU every process used in between (`extender`: the stowage process, when there is one; a
+/// pass-through extender runs inside the bench process).
 async fn schedule(
     cp: &ControlPlane,
     config: &SchedulerConfig,
     namespace: &str,
     pods: usize,
+    extender: Option<u32>,
 ) -> anyhow::Result<Throughput> {
     let api: Api<Pod> = Api::namespaced(cp.client(), namespace);
     let mut events = Box::pin(watcher(api, watcher::Config::default()));
@@ -161,6 +188,14 @@ async fn schedule(
     }
     let started = Instant::now();
     let mut scheduler = cp.start_scheduler(config).await?;
+    let mut processes: Vec<(&'static str, Option<u32>)> =
+        cp.pids().into_iter().map(|(name, pid)| (name, Some(pid))).collect();
+    processes.push(("kube-scheduler", Some(scheduler.pid())));
+    processes.push(("bench process", None));
+    if let Some(pid) = extender {
+        processes.push(("extender", Some(pid)));
+    }
+    let mut at_first = Vec::new();
     let mut bound = HashSet::new();
     let mut first = None;
     let deadline = started + Duration::from_secs(900);
@@ -172,13 +207,22 @@ async fn schedule(
         if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) = event
             && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
             && bound.insert(p.metadata.name.unwrap_or_default())
+            && first.is_none()
         {
-            first.get_or_insert_with(Instant::now);
+            first = Some(Instant::now());
+            at_first = cpu_ticks(&processes);
         }
     }
     let last = Instant::now();
+    let at_last = cpu_ticks(&processes);
     scheduler.stop();
-    Ok(Throughput { pods, first_to_last: last - first.unwrap_or(started), start_to_last: last - started })
+    #[allow(clippy::cast_precision_loss)]
+    let cpu = processes
+        .iter()
+        .zip(at_last.iter().zip(&at_first))
+        .map(|((name, _), (b, a))| (*name, b.saturating_sub(*a) as f64 / report::TICKS_PER_SECOND))
+        .collect();
+    Ok(Throughput { pods, first_to_last: last - first.unwrap_or(started), start_to_last: last - started, cpu })
 }
 
 fn webhook_configuration(name: &str, port: u16, ca_pem: &[u8]) -> anyhow::Result<MutatingWebhookConfiguration> {
@@ -245,7 +289,7 @@ async fn run() -> anyhow::Result<()> {
 
     // --- without the extender ---
     let plain_config = SchedulerConfig::new("bench-plain").client_rate(qps32, qps32 * 2);
-    let plain = schedule(&cp, &plain_config, &plain_ns, pods).await?;
+    let plain = schedule(&cp, &plain_config, &plain_ns, pods, None).await?;
     eprintln!("without extender: {plain:?}, {:.1} pods/s", plain.pods_per_second());
     delete_batch(&client, &plain_ns).await?;
 
@@ -266,7 +310,7 @@ async fn run() -> anyhow::Result<()> {
             .node_cache_capable(true)
             .http_timeout(Duration::from_secs(5)),
     );
-    let passthrough = schedule(&cp, &passthrough_config, &passthrough_ns, pods).await?;
+    let passthrough = schedule(&cp, &passthrough_config, &passthrough_ns, pods, None).await?;
     eprintln!("with a pass-through extender: {passthrough:?}, {:.1} pods/s", passthrough.pods_per_second());
     stop_passthrough.send(()).ok();
     passthrough_server.await??;
@@ -284,7 +328,7 @@ async fn run() -> anyhow::Result<()> {
             .node_cache_capable(true)
             .http_timeout(Duration::from_secs(5)),
     );
-    let with = schedule(&cp, &stowage_config, &stowage_ns, pods).await?;
+    let with = schedule(&cp, &stowage_config, &stowage_ns, pods, extender.pid()).await?;
     eprintln!("with extender: {with:?}, {:.1} pods/s", with.pods_per_second());
     let verbs = verb_durations(&extender.metrics().await.unwrap_or_default());
     extender.kill();
@@ -365,6 +409,38 @@ async fn run() -> anyhow::Result<()> {
             format!("{:.1}", t.start_to_last.as_secs_f64()),
         ]);
     }
+    let mut cpu = Table::new(&[
+        "CPU ms per bound pod",
+        "without extender",
+        "pass-through extender",
+        "stowage extender",
+        "stowage − pass-through",
+    ]);
+    for process in CPU_ROWS {
+        let [a, p, s] = [&plain, &passthrough, &with].map(|t| t.cpu_ms_per_pod(process));
+        cpu.row(vec![
+            process.to_owned(),
+            format!("{a:.3}"),
+            format!("{p:.3}"),
+            format!("{s:.3}"),
+            format!("{:+.3}", s - p),
+        ]);
+    }
+    let total = |t: &Throughput| CPU_ROWS.iter().map(|p| t.cpu_ms_per_pod(p)).sum::<f64>();
+    cpu.row(vec![
+        "all".to_owned(),
+        format!("{:.3}", total(&plain)),
+        format!("{:.3}", total(&passthrough)),
+        format!("{:.3}", total(&with)),
+        format!("{:+.3}", total(&with) - total(&passthrough)),
+    ]);
+    cpu.row(vec![
+        "cores busy (of 2)".to_owned(),
+        format!("{:.2}", plain.cores_busy()),
+        format!("{:.2}", passthrough.cores_busy()),
+        format!("{:.2}", with.cores_busy()),
+        String::new(),
+    ]);
     let mut server = Table::new(&["extender verb", "calls", "mean server-side ms (incl. sibling waits)"]);
     for (verb, mean, count) in &verbs {
         server.row(vec![verb.clone(), count.to_string(), format!("{mean:.3}")]);
@@ -392,13 +468,17 @@ async fn run() -> anyhow::Result<()> {
          Ratio with / without the extender: **{ratio:.2}** (target ≥ 0.75); pass-through extender / without: {floor:.2}; \
          stowage / pass-through: {over_floor:.2}. All schedulers: client QPS {qps}, burst {}, \
          percentageOfNodesToScore 100, no leader election; the extender is nodeCacheCapable with filter, prioritize and \
-         bind, weight 1, httpTimeout 5s. The extender's own request-duration histogram during the run:\n\n{}\n\
+         bind, weight 1, httpTimeout 5s.\n\n\
+         CPU used by each process from the first to the last binding, per bound pod (user + system, from /proc; \
+         the pass-through extender runs inside the bench process, which also watches the pods):\n\n{}\n\
+         The extender's own request-duration histogram during the run:\n\n{}\n\
          ### Pod-create latency through the real apiserver, with and without the webhook\n\n{}\n\
          p50 overhead: sequential **{:.3} ms**, 16 in flight **{:.3} ms** (target ≤ 2 ms); p99 overhead: sequential \
          {:.3} ms, 16 in flight {:.3} ms.\n\n\
          etcd, kube-apiserver, kube-scheduler, stowage and this client all share the machine. {}\n",
         sched.render(),
         qps * 2,
+        cpu.render(),
         server.render(),
         lat.render(),
         overhead(&sequential, 0.5),
@@ -407,6 +487,7 @@ async fn run() -> anyhow::Result<()> {
         overhead(&concurrent, 0.99),
         report::machine_line()
     );
+    let cpu_json = |t: &Throughput| t.cpu.iter().map(|(p, s)| json!({"process": p, "seconds": s})).collect::<Vec<_>>();
     let raw = json!({
         "nodes": nodes, "pods": pods, "qps": qps, "burst": qps * 2,
         "throughput": {
@@ -420,6 +501,11 @@ async fn run() -> anyhow::Result<()> {
             "ratio": ratio,
             "ratio_passthrough": floor,
             "ratio_stowage_over_passthrough": over_floor,
+            "cpu_seconds": {
+                "without_extender": cpu_json(&plain),
+                "with_passthrough_extender": cpu_json(&passthrough),
+                "with_extender": cpu_json(&with),
+            },
             "extender_mean_ms": verbs.iter().map(|(v, m, c)| json!({"verb": v, "mean_ms": m, "calls": c})).collect::<Vec<_>>(),
         },
         "create_latency": {

@@ -197,6 +197,12 @@ impl ControlPlane {
         self.cluster.startup
     }
 
+    /// Process ids of etcd and kube-apiserver (their supervising shells; the component is a
+    /// child), named, for CPU accounting in benchmarks.
+    pub fn pids(&self) -> [(&'static str, u32); 2] {
+        [("etcd", self.cluster.etcd.pid()), ("kube-apiserver", self.cluster.apiserver.pid())]
+    }
+
     /// A client for `identity`, bound to the caller's runtime.
     pub async fn client_for(&self, identity: &Identity) -> Result<kube::Client> {
         self.cluster.client_for(identity).await

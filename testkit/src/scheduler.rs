@@ -448,6 +448,11 @@ impl SchedulerHandle {
         self.port
     }
 
+    /// Process id of the scheduler's supervising shell (the scheduler is its child).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// The scheduler's state and last log lines, for failure messages.
     pub fn diagnostics(&self) -> String {
         self.process.describe_failure(LOG_LINES)

@@ -164,6 +164,12 @@ impl StowageProcess {
         format!("https://{}/mutate", self.webhook)
     }
 
+    /// Process id of the supervising shell (stowage is its child); `None` once killed.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Supervised::pid)
+    }
+
     /// The log file.
     #[must_use]
     pub fn log_path(&self) -> &Path {
