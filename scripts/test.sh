@@ -10,7 +10,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # One full build per run: incremental artifacts would only cost disk (several GiB).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
-step "disk (a full run needs about 3 GiB for the build, plus 4 GiB once for the control plane)"
+step "disk (a run needs about 2.5 GiB for the build, and 3.5 GiB while the control plane is first built)"
 df -h . >&2 || true
 
 step "control plane (build once, then cached)"

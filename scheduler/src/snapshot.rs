@@ -3,9 +3,10 @@
 //!
 //! A snapshot is multi-document YAML, or JSON (one value or a stream of them), whose documents
 //! are standard objects or `kind: List` documents of them. JSON is read by a JSON parser,
-//! several times faster than YAML for the same objects. Nodes, Pods, PersistentVolumes, PersistentVolumeClaims,
-//! StorageClasses, CSIStorageCapacities and StatefulSets are kept; other kinds are skipped
-//! with a warning; a malformed document is an error naming its index and first line.
+//! several times faster than YAML for the same objects. Nodes, Pods, PersistentVolumes,
+//! PersistentVolumeClaims, StorageClasses, CSIStorageCapacities and StatefulSets are kept;
+//! other kinds are skipped with a warning; a malformed document is an error naming its index
+//! and first line.
 
 use std::path::Path;
 
