@@ -109,6 +109,46 @@ pub struct Density {
     pub max_per_node: u32,
 }
 
+/// Which neighbours a database pod accepts on its node (`neighbours` in a profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Neighbours {
+    /// Any pod; noisy neighbours only lower the node's score.
+    #[default]
+    Any,
+    /// Nodes running a BestEffort pod or a pod without cpu or memory limits are refused.
+    AvoidUnlimited,
+}
+
+impl Neighbours {
+    /// Every accepted spelling, in documentation order.
+    pub const ALLOWED: &'static [&'static str] = &["any", "avoid-unlimited"];
+
+    /// The canonical spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Any => "any",
+            Self::AvoidUnlimited => "avoid-unlimited",
+        }
+    }
+
+    /// Parses the exact canonical spelling.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "any" => Some(Self::Any),
+            "avoid-unlimited" => Some(Self::AvoidUnlimited),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Neighbours {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A named placement profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -138,6 +178,8 @@ pub struct Profile {
     pub separate_primaries: bool,
     /// Density cap, if any.
     pub density: Option<Density>,
+    /// Which neighbours the pod accepts on its node.
+    pub neighbours: Neighbours,
     /// Plugin weights for this profile (else the config's).
     pub weights: Option<Weights>,
     /// Score shape for local capacity fit.
@@ -160,6 +202,7 @@ impl Default for Profile {
             min_domains: 3,
             separate_primaries: false,
             density: None,
+            neighbours: Neighbours::Any,
             weights: None,
             capacity_shape: default_shape(),
         }
@@ -486,6 +529,7 @@ const PROFILE_FIELDS: &[&str] = &[
     "minDomains",
     "separatePrimaries",
     "density",
+    "neighbours",
     "weights",
     "capacityShape",
 ];
@@ -742,6 +786,9 @@ fn parse_profile(w: &mut Walker, path: &str, name: &str, v: &Value) -> Profile {
             None => {}
         }
     }
+    if let Some(n) = w.choice(&f("neighbours"), map.get("neighbours"), Neighbours::parse, Neighbours::ALLOWED) {
+        p.neighbours = n;
+    }
     if let Some(v) = map.get("weights") {
         p.weights = parse_weights(w, &f("weights"), v);
     }
@@ -833,6 +880,21 @@ mod tests {
             Err(Error::Invalid(issues)) => issues.iter().map(ToString::to_string).collect(),
             Err(e) => vec![e.to_string()],
         }
+    }
+
+    #[test]
+    fn neighbours_parses_and_rejects_unknown_values() {
+        let cfg = Config::from_yaml("profiles:\n  pg: {neighbours: avoid-unlimited}\n").unwrap();
+        assert_eq!(cfg.profile("pg").unwrap().neighbours, Neighbours::AvoidUnlimited);
+        assert_eq!(cfg.profile(DEFAULT_PROFILE).unwrap().neighbours, Neighbours::Any);
+        let got = issues("profiles:\n  pg: {neighbours: quiet}\n");
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].starts_with("profiles.pg.neighbours:")
+                && got[0].contains("\"quiet\"")
+                && got[0].contains("avoid-unlimited"),
+            "{got:#?}"
+        );
     }
 
     #[test]
