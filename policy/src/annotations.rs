@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::{
     config::{Config, DEFAULT_PROFILE, Pool, Profile, Weights, is_label_value},
+    text,
     vocab::{LocalData, Quorum, Role, Spread, allowed_list, closest},
 };
 
@@ -45,7 +46,11 @@ pub const KEYS: &[&str] = &[PROFILE, GROUP, MEMBERS, ZONE_SPREAD, NODE_SPREAD, Q
 /// Largest accepted `stowage.io/members`.
 pub const MAX_MEMBERS: u32 = 999;
 
-/// One invalid annotation.
+/// Most names of defined profiles or pools listed in an error.
+const KNOWN_NAMES: usize = 20;
+
+/// One invalid annotation. Values taken from the pod are cut to [`text::MAX_ECHO`] bytes, so
+/// every message stays short whatever the pod carries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// A value outside a closed vocabulary.
@@ -53,7 +58,7 @@ pub enum Error {
     NotAllowed {
         /// The annotation key.
         key: &'static str,
-        /// The rejected value.
+        /// The rejected value, cut short.
         value: String,
         /// The accepted values.
         allowed: String,
@@ -63,33 +68,84 @@ pub enum Error {
     Invalid {
         /// The annotation key.
         key: &'static str,
-        /// The rejected value.
+        /// The rejected value, cut short.
         value: String,
         /// What a valid value looks like.
         expected: &'static str,
     },
-    /// A `stowage.io/` key that means nothing.
-    #[error("annotation {key} is not a stowage policy key{hint}; known keys: {known}")]
-    UnknownKey {
-        /// The unknown key.
-        key: String,
-        /// A suggestion, if one is close.
-        hint: String,
-        /// The known keys.
-        known: String,
+    /// `stowage.io/` keys that mean nothing: all of a pod's in one error, the first few named
+    /// and the rest counted, with the known keys listed once.
+    #[error("{}", unknown_keys_text(.named, *.more))]
+    UnknownKeys {
+        /// The first [`text::MAX_NAMED`] unknown keys (in key order), cut short.
+        named: Vec<UnknownKey>,
+        /// How many more unknown keys the pod carries.
+        more: usize,
     },
     /// A name that refers to nothing in the config.
     #[error("annotation {key}: {value:?} names no {what} in the stowage config; defined: {known}")]
     Unknown {
         /// The annotation key.
         key: &'static str,
-        /// The rejected value.
+        /// The rejected value, cut short.
         value: String,
         /// What kind of thing was looked up.
         what: &'static str,
-        /// The names that exist.
+        /// The names that exist (the first few, then a count).
         known: String,
     },
+}
+
+/// An unknown `stowage.io/` key as named in [`Error::UnknownKeys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    /// The key, cut short.
+    pub key: String,
+    /// The known key it is probably a typo of.
+    pub hint: Option<&'static str>,
+}
+
+impl fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)?;
+        match self.hint {
+            Some(hint) => write!(f, " (did you mean {hint}?)"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn unknown_keys_text(named: &[UnknownKey], more: usize) -> String {
+    let known = KEYS.join(", ");
+    match (named, more) {
+        ([one], 0) => {
+            let hint = one.hint.map(|h| format!(" (did you mean {h}?)")).unwrap_or_default();
+            format!("annotation {} is not a stowage policy key{hint}; known keys: {known}", one.key)
+        }
+        _ => {
+            let names: Vec<String> = named.iter().map(ToString::to_string).collect();
+            let rest = if more > 0 { format!(" {} and {more} more", text::ELLIPSIS) } else { String::new() };
+            format!("annotations {}{rest} are not stowage policy keys; known keys: {known}", names.join(", "))
+        }
+    }
+}
+
+/// The unknown `stowage.io/` keys among `keys`, as one error. Only the named keys get a
+/// "did you mean" hint, and only when they are short enough to be a typo: the work stays
+/// small whatever the number or length of the keys.
+fn unknown_keys<'k>(keys: impl Iterator<Item = &'k String>) -> Option<Error> {
+    let longest = KEYS.iter().map(|k| k.len()).max().unwrap_or(0);
+    let mut named = Vec::new();
+    let mut more = 0;
+    for key in keys.filter(|k| k.starts_with(PREFIX) && !KEYS.contains(&k.as_str())) {
+        if named.len() < text::MAX_NAMED {
+            let hint = if key.len() <= longest + 2 { closest(key, KEYS) } else { None };
+            named.push(UnknownKey { key: text::echo(key), hint });
+        } else {
+            more += 1;
+        }
+    }
+    (!named.is_empty()).then_some(Error::UnknownKeys { named, more })
 }
 
 /// Every annotation error of one pod.
@@ -187,13 +243,7 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
     if !ann.keys().any(|k| k.starts_with(PREFIX)) {
         return Ok(None);
     }
-    let mut errors = Vec::new();
-    for key in ann.keys().filter(|k| k.starts_with(PREFIX)) {
-        if !KEYS.contains(&key.as_str()) {
-            let hint = closest(key, KEYS).map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
-            errors.push(Error::UnknownKey { key: key.clone(), hint, known: KEYS.join(", ") });
-        }
-    }
+    let mut errors: Vec<Error> = unknown_keys(ann.keys()).into_iter().collect();
 
     let profile_name = ann.get(PROFILE).map_or(DEFAULT_PROFILE, String::as_str).to_owned();
     let fallback = cfg.profiles.get(DEFAULT_PROFILE);
@@ -202,9 +252,9 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
         None => {
             errors.push(Error::Unknown {
                 key: PROFILE,
-                value: profile_name.clone(),
+                value: text::echo(&profile_name),
                 what: "profile",
-                known: cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: text::list(cfg.profiles.keys(), KNOWN_NAMES, text::MAX_ECHO),
             });
             None
         }
@@ -215,7 +265,7 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
         if allowed.contains(&v.as_str()) {
             Some(v.as_str())
         } else {
-            errors.push(Error::NotAllowed { key, value: v.clone(), allowed: allowed_list(allowed) });
+            errors.push(Error::NotAllowed { key, value: text::echo(v), allowed: allowed_list(allowed) });
             None
         }
     };
@@ -227,13 +277,13 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
 
     let members = match ann.get(MEMBERS) {
         None => None,
-        Some(v) => match v.trim().parse::<u32>() {
-            Ok(n) if (1..=MAX_MEMBERS).contains(&n) && v.trim() == v => Some(n),
-            _ => {
+        Some(v) => match parse_members(v) {
+            Some(n) => Some(n),
+            None => {
                 errors.push(Error::Invalid {
                     key: MEMBERS,
-                    value: v.clone(),
-                    expected: "expected a whole number from 1 to 999",
+                    value: text::echo(v),
+                    expected: "expected a whole number from 1 to 999 in plain digits (no sign, no leading zero)",
                 });
                 None
             }
@@ -253,7 +303,7 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
         Some(g) => {
             errors.push(Error::Invalid {
                 key: GROUP,
-                value: g.clone(),
+                value: text::echo(g),
                 expected: "expected a label value: 1 to 63 characters, alphanumeric with '-', '_' or '.' inside",
             });
             (None, None)
@@ -276,12 +326,12 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
             None => {
                 errors.push(Error::Unknown {
                     key: POOL,
-                    value: name,
+                    value: text::echo(&name),
                     what: "pool",
                     known: if cfg.pools.is_empty() {
                         "none".to_owned()
                     } else {
-                        cfg.pools.keys().cloned().collect::<Vec<_>>().join(", ")
+                        text::list(cfg.pools.keys(), KNOWN_NAMES, text::MAX_ECHO)
                     },
                 });
                 None
@@ -313,6 +363,13 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
         pool,
         weights: cfg.weights_for(profile),
     }))
+}
+
+/// A member count written canonically: 1 to 999 in ASCII digits, no sign, no leading zero, no
+/// spaces (`"+3"` and `"03"` are refused, though Rust's integer parser takes them).
+fn parse_members(v: &str) -> Option<u32> {
+    let canonical = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0');
+    canonical.then(|| v.parse().ok()).flatten().filter(|n| (1..=MAX_MEMBERS).contains(n))
 }
 
 /// The role read from the configured role labels (first present wins).
@@ -449,7 +506,10 @@ mod tests {
                     prop_assert!(!errors.0.is_empty());
                     for e in &errors.0 {
                         let text = e.to_string();
-                        prop_assert!(text.starts_with("annotation stowage.io/"), "{}", text);
+                        prop_assert!(
+                            text.starts_with("annotation stowage.io/") || text.starts_with("annotations stowage.io/"),
+                            "{}", text
+                        );
                     }
                 }
             }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     quantity::Quantity,
+    text,
     vocab::{LocalData, QosMode, Quorum, Spread, allowed_list, closest},
 };
 
@@ -36,15 +37,33 @@ impl fmt::Display for Issue {
     }
 }
 
+/// Problems shown by [`Error`]'s `Display` (a log line); the rest are counted. The list itself
+/// keeps every problem for `stowage config check`.
+const SHOWN_ISSUES: usize = 20;
+/// Longest issue path and message kept; both may quote the file.
+const MAX_ISSUE_PATH: usize = 200;
+const MAX_ISSUE_MESSAGE: usize = 384;
+/// Longest YAML syntax error kept (the parser may quote the offending line).
+const MAX_YAML_ERROR: usize = 512;
+
 /// Errors from loading a config file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file is not valid YAML.
     #[error("config is not valid YAML: {0}")]
     Yaml(String),
-    /// The file is YAML but breaks the schema; every problem is listed.
-    #[error("config has {} problem(s):\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    /// The file is YAML but breaks the schema (or holds no document at all); every problem is
+    /// kept, the first few are shown.
+    #[error("config has {} problem(s):\n{}", .0.len(), issues_text(.0))]
     Invalid(Vec<Issue>),
+}
+
+fn issues_text(issues: &[Issue]) -> String {
+    let mut lines: Vec<String> = issues.iter().take(SHOWN_ISSUES).map(|i| format!("  - {i}")).collect();
+    if issues.len() > SHOWN_ISSUES {
+        lines.push(format!("  {} and {} more problem(s)", text::ELLIPSIS, issues.len() - SHOWN_ISSUES));
+    }
+    lines.join("\n")
 }
 
 /// Plugin weights: how much each plugin's 0..100 score counts in the combined score.
@@ -281,13 +300,17 @@ impl Default for Config {
 impl Config {
     /// Parses and validates a YAML config, reporting every problem together.
     ///
+    /// A file with no document (empty, blank or only comments) is invalid rather than "all
+    /// defaults": a ConfigMap key emptied by mistake or a truncated write must never replace a
+    /// good config on reload. `{}` asks for the defaults explicitly.
+    ///
     /// # Errors
     /// [`Error::Yaml`] for syntax errors, [`Error::Invalid`] listing every schema problem.
-    pub fn from_yaml(text: &str) -> Result<Self, Error> {
-        let value: Value = if text.trim().is_empty() {
-            Value::Object(Map::new())
+    pub fn from_yaml(yaml: &str) -> Result<Self, Error> {
+        let value: Value = if yaml.trim().is_empty() {
+            Value::Null
         } else {
-            serde_saphyr::from_str(text).map_err(|e| Error::Yaml(e.to_string()))?
+            serde_saphyr::from_str(yaml).map_err(|e| Error::Yaml(text::clip(&e.to_string(), MAX_YAML_ERROR)))?
         };
         Self::from_value(&value)
     }
@@ -327,16 +350,20 @@ fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
+/// A value as quoted in a message, cut short.
 fn describe(v: &Value) -> String {
     match v {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
+        Value::String(s) => format!("{:?}", text::echo(s)),
+        other => text::echo(&other.to_string()),
     }
 }
 
 impl Walker {
+    /// Records a problem; path and message are cut short, as both may quote the file.
     fn issue(&mut self, path: &str, message: impl Into<String>) {
-        self.issues.push(Issue { path: path.to_owned(), message: message.into() });
+        let mut message = message.into();
+        text::truncate(&mut message, MAX_ISSUE_MESSAGE);
+        self.issues.push(Issue { path: text::clip(path, MAX_ISSUE_PATH), message });
     }
 
     /// The object at `path`, reporting a wrong type and any key outside `known`.
@@ -412,7 +439,7 @@ impl Walker {
         let s = self.string(path, v)?;
         let parsed = parse(&s);
         if parsed.is_none() {
-            self.issue(path, format!("{s:?} is not allowed; allowed values: {}", allowed_list(allowed)));
+            self.issue(path, format!("{:?} is not allowed; allowed values: {}", text::echo(&s), allowed_list(allowed)));
         }
         parsed
     }
@@ -463,7 +490,7 @@ impl Walker {
         let s = self.string(path, v)?;
         let d = parse_duration(&s);
         if d.is_none() {
-            self.issue(path, format!("{s:?} is not a duration; expected e.g. 30s, 2m, 1h30m"));
+            self.issue(path, format!("{:?} is not a duration; expected e.g. 30s, 2m, 1h30m", text::echo(&s)));
         }
         d
     }
@@ -536,10 +563,11 @@ const PROFILE_FIELDS: &[&str] = &[
 
 fn parse_config(w: &mut Walker, root: &Value) -> Config {
     let mut cfg = Config::default();
+    if root.is_null() {
+        w.issue("", "the config is empty (no document, or only comments); write {} to use the defaults");
+        return cfg;
+    }
     let Some(top) = w.object("", root, TOP_FIELDS) else {
-        if !root.is_null() {
-            return cfg;
-        }
         return cfg;
     };
     if let Some(v) = w.string("apiVersion", top.get("apiVersion"))
@@ -898,8 +926,8 @@ mod tests {
     }
 
     #[test]
-    fn empty_config_has_the_default_profile() {
-        let cfg = Config::from_yaml("").unwrap();
+    fn an_empty_mapping_has_the_default_profile() {
+        let cfg = Config::from_yaml("{}").unwrap();
         assert!(cfg.profile(DEFAULT_PROFILE).is_some());
         assert_eq!(cfg.ledger_ttl, Duration::from_secs(60));
     }

@@ -10,7 +10,9 @@
 
 use std::fmt;
 
-/// Why a quantity string was rejected.
+use crate::text;
+
+/// Why a quantity string was rejected. The quoted input is cut to [`text::MAX_ECHO`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The string is empty.
@@ -67,10 +69,15 @@ impl Quantity {
         self.millis % 1000 == 0
     }
 
-    /// The smallest whole number of base units not below this value.
+    /// The smallest whole number of base units not below this value, or `None` when that
+    /// number does not fit (values above the largest whole unit, about 9.2 peta-units, that are
+    /// not whole themselves).
     #[must_use]
-    pub const fn ceil(self) -> Self {
-        Self::from_units(self.units_ceil())
+    pub const fn checked_ceil(self) -> Option<Self> {
+        match self.units_ceil().checked_mul(1000) {
+            Some(millis) => Some(Self { millis }),
+            None => None,
+        }
     }
 
     /// Saturating sum.
@@ -95,7 +102,7 @@ impl Quantity {
     pub fn parse_non_negative(s: &str) -> Result<Self, Error> {
         let q = Self::parse(s)?;
         if q.millis < 0 {
-            return Err(Error::Negative(s.to_owned()));
+            return Err(Error::Negative(text::echo(s)));
         }
         Ok(q)
     }
@@ -144,8 +151,8 @@ fn parse_millis(input: &str) -> Result<i64, Error> {
     if input.is_empty() {
         return Err(Error::Empty);
     }
-    let syntax = || Error::Syntax(input.to_owned());
-    let range = || Error::Range(input.to_owned());
+    let syntax = || Error::Syntax(text::echo(input));
+    let range = || Error::Range(text::echo(input));
     let bytes = input.as_bytes();
     let mut i = 0;
     let negative = match bytes[0] {
@@ -286,13 +293,31 @@ mod tests {
     }
 
     #[test]
+    fn ceil_refuses_what_does_not_fit() {
+        // 9223372036854775.5 fits as thousandths; the next whole unit does not.
+        let q = Quantity::parse("9223372036854775.5").unwrap();
+        assert_eq!(q.checked_ceil(), None);
+        let whole = Quantity::parse("9223372036854775").unwrap();
+        assert_eq!(whole.checked_ceil(), Some(whole));
+        assert_eq!(Quantity::from_millis(i64::MAX).checked_ceil(), None);
+        assert_eq!(Quantity::from_millis(-1500).checked_ceil(), Some(Quantity::from_units(-1)));
+    }
+
+    #[test]
+    fn errors_quote_the_input_briefly() {
+        let long = "9".repeat(10_000) + "x";
+        let text = Quantity::parse(&long).unwrap_err().to_string();
+        assert!(text.len() < 200 && text.contains('…'), "{text}");
+    }
+
+    #[test]
     fn formats_canonically() {
         assert_eq!(Quantity::parse("1500m").unwrap().to_cpu_string(), "1500m");
         assert_eq!(Quantity::parse("2000m").unwrap().to_cpu_string(), "2");
         assert_eq!(Quantity::parse("2048Mi").unwrap().to_bytes_string(), "2Gi");
         assert_eq!(Quantity::parse("1000").unwrap().to_bytes_string(), "1000");
         assert_eq!(Quantity::parse("1536Mi").unwrap().to_bytes_string(), "1536Mi");
-        assert_eq!(Quantity::parse("1500m").unwrap().ceil().to_cpu_string(), "2");
+        assert_eq!(Quantity::parse("1500m").unwrap().checked_ceil().unwrap().to_cpu_string(), "2");
     }
 
     proptest! {
@@ -316,7 +341,7 @@ mod tests {
         #[test]
         fn ceil_is_the_least_integer_not_below(millis in -1_000_000i64..1_000_000) {
             let q = Quantity::from_millis(millis);
-            let c = q.ceil();
+            let c = q.checked_ceil().unwrap();
             prop_assert!(c.is_integer());
             prop_assert!(c >= q);
             prop_assert!(c.millis() - q.millis() < 1000);
