@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::{api::core::v1::PodSpec, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use serde::Deserialize;
-use stowage_policy::Config;
+use stowage_policy::{Config, text};
 
 use crate::{
     planner,
@@ -161,7 +161,9 @@ pub fn decide(request: &AdmissionRequest, ctx: &AdmitContext<'_>) -> Verdict {
     };
     let mut meta = match pod.get("metadata").map(ObjectMeta::deserialize).transpose() {
         Ok(meta) => meta.unwrap_or_default(),
-        Err(e) => return deny(400, format!("request.object.metadata is not valid object metadata: {e}")),
+        Err(e) => {
+            return deny(400, format!("request.object.metadata is not valid object metadata: {}", serde_error(&e)));
+        }
     };
     // The apiserver fills the namespace in before admission, but be exact about the group key.
     let namespace = request
@@ -183,7 +185,7 @@ pub fn decide(request: &AdmissionRequest, ctx: &AdmitContext<'_>) -> Verdict {
         Err(errors) => return deny(400, errors.to_string()),
     };
     if let Err(e) = pod.get("spec").map_or(Ok(()), |spec| PodSpec::deserialize(spec).map(drop)) {
-        return deny(400, format!("request.object.spec is not a valid pod spec: {e}"));
+        return deny(400, format!("request.object.spec is not a valid pod spec: {}", serde_error(&e)));
     }
     let members = policy.statefulset.as_deref().and_then(|sts| ctx.members.statefulset_replicas(&namespace, sts));
     match planner::plan(object, &policy, ctx.config, members) {
@@ -196,6 +198,14 @@ pub fn decide(request: &AdmissionRequest, ctx: &AdmitContext<'_>) -> Verdict {
         }
         Err(denial) => deny(denial.code(), denial.to_string()),
     }
+}
+
+/// Longest serde error quoted in a denial: serde quotes the offending string whole
+/// (`invalid type: string "…", expected a sequence`).
+const MAX_SERDE_ERROR: usize = 256;
+
+fn serde_error(e: &serde_json::Error) -> String {
+    text::clip(&e.to_string(), MAX_SERDE_ERROR)
 }
 
 fn is_pod_create(r: &AdmissionRequest) -> bool {

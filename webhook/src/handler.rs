@@ -21,7 +21,7 @@ use axum::{
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use stowage_policy::Config;
+use stowage_policy::{Config, text};
 use tower::{BoxError, ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 use tower_http::trace::TraceLayer;
 use tracing::{debug, warn};
@@ -143,7 +143,7 @@ pub enum Reject {
     /// Not a POST.
     #[error("method {0} is not allowed; use POST")]
     Method(String),
-    /// Not `application/json`.
+    /// Not `application/json` (the header as received, cut short).
     #[error("Content-Type must be application/json, got {0:?}")]
     ContentType(String),
     /// Body larger than the limit.
@@ -323,12 +323,16 @@ async fn review(state: &WebhookState, request: Request, started: Instant) -> Res
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// Longest header value quoted in an error.
+const MAX_HEADER_ECHO: usize = 128;
+
 /// Accepts `application/json` with any parameters (`; charset=utf-8`), case-insensitively.
 fn check_content_type(headers: &HeaderMap) -> Result<(), Reject> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(Reject::ContentType(String::new()));
     };
-    let text = value.to_str().map_err(|_| Reject::ContentType(String::from_utf8_lossy(value.as_bytes()).into()))?;
-    let essence = text.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(Reject::ContentType(text.to_owned())) }
+    let quote = |s: &str| text::clip(s, MAX_HEADER_ECHO);
+    let value = value.to_str().map_err(|_| Reject::ContentType(quote(&String::from_utf8_lossy(value.as_bytes()))))?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(Reject::ContentType(quote(value))) }
 }

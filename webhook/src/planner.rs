@@ -25,7 +25,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// Why a pod cannot be admitted as it is.
+/// Why a pod cannot be admitted as it is. Text taken from the pod is cut to
+/// [`stowage_policy::text::MAX_ECHO`] bytes, so a denial stays short whatever the pod carries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
     /// The pod carries a group label naming another group than its policy.
@@ -54,8 +55,24 @@ pub enum Denial {
         field: &'static str,
         /// Resource name.
         resource: String,
-        /// The offending value, as JSON.
+        /// The offending value, quoted (a string) or as JSON (anything else), cut short.
         value: String,
+    },
+    /// Integer CPU is on but a cpu value has no whole number of cores within the quantity range
+    /// (above about 9.2 peta-cores and not whole).
+    #[error(
+        "container {container:?}: cpu {field} {value} cannot be rounded up to whole cores for integerCPU; \
+         the largest whole value is {max} cores"
+    )]
+    CpuRange {
+        /// Container name.
+        container: String,
+        /// `request` or `limit`.
+        field: &'static str,
+        /// The value as written.
+        value: String,
+        /// The largest whole number of cores a quantity holds.
+        max: i64,
     },
     /// The pod is not shaped like a pod.
     #[error("the pod is malformed: {0}")]

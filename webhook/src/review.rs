@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de, ser};
 use serde_json::{Value, value::RawValue};
+use stowage_policy::text;
 
 /// The only review version served.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -22,7 +23,13 @@ pub const PATCH_TYPE_JSON_PATCH: &str = "JSONPatch";
 /// The uid of synthetic requests built by [`AdmissionRequest::create_pod`].
 pub const SYNTHETIC_UID: &str = "00000000-0000-0000-0000-000000000000";
 
-/// Why a request body is not a usable `AdmissionReview`.
+/// Longest denial message sent. Every denial names a few offending items and counts the rest,
+/// so this is a backstop: a review of any size gets an answer of a few KiB.
+pub const MAX_DENIAL_MESSAGE: usize = 4096;
+/// Longest serde error or field value quoted in a [`DecodeError`].
+const MAX_DECODE_ECHO: usize = 256;
+
+/// Why a request body is not a usable `AdmissionReview`. Quoted input is cut short.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The body has no bytes.
@@ -235,9 +242,12 @@ impl AdmissionResponse {
         Self { uid: uid.to_owned(), allowed: true, ..Self::default() }
     }
 
-    /// Denies the request with a code (e.g. 400) and a message.
+    /// Denies the request with a code (e.g. 400) and a message, cut to [`MAX_DENIAL_MESSAGE`]
+    /// bytes.
     #[must_use]
     pub fn deny(uid: &str, code: u16, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        text::truncate(&mut message, MAX_DENIAL_MESSAGE);
         let reason = match code {
             400 => "BadRequest",
             403 => "Forbidden",
@@ -247,7 +257,7 @@ impl AdmissionResponse {
         Self {
             uid: uid.to_owned(),
             allowed: false,
-            status: Some(Status { code, message: message.into(), reason: reason.to_owned() }),
+            status: Some(Status { code, message, reason: reason.to_owned() }),
             ..Self::default()
         }
     }
@@ -389,14 +399,15 @@ pub fn decode_request(body: &[u8]) -> Result<AdmissionRequest, DecodeError> {
     if body.is_empty() {
         return Err(DecodeError::Empty);
     }
-    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let quote = |s: &str| text::clip(s, MAX_DECODE_ECHO);
+    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| DecodeError::Json(quote(&e.to_string())))?;
     let api_version = envelope.api_version.unwrap_or_default();
     let kind = envelope.kind.unwrap_or_default();
     if api_version != API_VERSION || kind != KIND {
-        return Err(DecodeError::Version { api_version, kind });
+        return Err(DecodeError::Version { api_version: quote(&api_version), kind: quote(&kind) });
     }
     let raw = envelope.request.filter(|r| r.get() != "null").ok_or(DecodeError::MissingRequest)?;
-    serde_json::from_str(raw.get()).map_err(|e| DecodeError::Request(e.to_string()))
+    serde_json::from_str(raw.get()).map_err(|e| DecodeError::Request(quote(&e.to_string())))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use stowage_policy::{
     Policy, Spread,
     annotations::GROUP_LABEL,
     config::{Pool, PoolToleration, is_label_value},
+    text,
 };
 
 use super::{Denial, Notes, array_at, array_entry, lookup, object_entry};
@@ -38,12 +39,12 @@ pub(super) fn group_label(
     };
     let name = &group.name;
     if name.is_empty() || !is_label_value(name) {
-        return Err(Denial::GroupName(name.clone()));
+        return Err(Denial::GroupName(text::echo(name)));
     }
     match lookup(root, &["metadata", "labels", GROUP_LABEL]) {
         Some(Value::String(existing)) if existing == name => {}
         Some(existing) => {
-            let existing = existing.as_str().map_or_else(|| existing.to_string(), str::to_owned);
+            let existing = existing.as_str().map_or_else(|| text::echo(&existing.to_string()), text::echo);
             return Err(Denial::GroupConflict { existing, wanted: name.clone() });
         }
         None => {

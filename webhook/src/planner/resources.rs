@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
-use stowage_policy::{Policy, QosMode, Quantity, config::QuantityText, config::ResourceSpec};
+use stowage_policy::{Policy, QosMode, Quantity, config::QuantityText, config::ResourceSpec, text};
 
 use super::{Denial, Notes, object_entry};
 
@@ -49,7 +49,7 @@ pub(super) fn shape(spec: &mut Map<String, Value>, policy: &Policy<'_>, notes: &
                 work.guarantee(&mut not_guaranteed);
             }
             if profile.integer_cpu {
-                work.round_cpu();
+                work.round_cpu()?;
             }
             work.write(container, notes);
         }
@@ -151,10 +151,10 @@ impl<'n> Work<'n> {
             for &res in relevant {
                 let Some(v) = map.get(res) else { continue };
                 let bad = || Denial::Quantity {
-                    container: name.to_owned(),
+                    container: text::echo(name),
                     field: field.key(),
                     resource: res.to_owned(),
-                    value: v.to_string(),
+                    value: v.as_str().map_or_else(|| text::echo(&v.to_string()), |s| format!("{:?}", text::echo(s))),
                 };
                 let text = v.as_str().ok_or_else(bad)?;
                 let value = Quantity::parse_non_negative(text).map_err(|_| bad())?;
@@ -288,8 +288,9 @@ impl<'n> Work<'n> {
         }
     }
 
-    /// Step 3: cpu requests and limits rounded up to whole cores.
-    fn round_cpu(&mut self) {
+    /// Step 3: cpu requests and limits rounded up to whole cores. A value whose next whole
+    /// core does not fit a quantity is refused rather than rounded to a fraction.
+    fn round_cpu(&mut self) -> Result<(), Denial> {
         let name = self.name;
         let mut rounded = Vec::new();
         for field in Field::BOTH {
@@ -297,7 +298,14 @@ impl<'n> Work<'n> {
             if slot.value.is_integer() {
                 continue;
             }
-            let value = slot.value.ceil();
+            let Some(value) = slot.value.checked_ceil() else {
+                return Err(Denial::CpuRange {
+                    container: text::echo(name),
+                    field: field.one(),
+                    value: text::echo(&slot.text),
+                    max: i64::MAX / 1000,
+                });
+            };
             let to = value.to_cpu_string();
             rounded.push((field, slot.text.clone(), to.clone()));
             self.set(field, CPU, Slot { text: to, value, origin: Origin::Derived });
@@ -319,6 +327,7 @@ impl<'n> Work<'n> {
                 }
             }
         }
+        Ok(())
     }
 
     /// Writes the changed values into the container and keeps the warnings that still apply.
