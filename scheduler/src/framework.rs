@@ -8,8 +8,10 @@
 //!   `FailedNodes` (preemption may help), `UnschedulableAndUnresolvable` →
 //!   `FailedAndUnresolvableNodes` (it cannot), `Error` → the reply's `Error`.
 //! - Scores: each plugin scores 0..=[`MAX_NODE_SCORE`]; the combined score is
-//!   `Σ weightᵢ·scoreᵢ / Σ weightᵢ` over the plugins active for the pod (0..100), and the
-//!   extender score is `round(combined / 10)` clamped to 0..=10 ([`combine`]).
+//!   `Σ weightᵢ·scoreᵢ / Σ weightᵢ` over the plugins active for the pod (0..100) ([`combine`]).
+//!   prioritize sends it normalised over the candidates like the framework's default
+//!   `NormalizeScore`: the best candidate gets 10, the others `round(10·combined/best)`
+//!   ([`normalize_extender`]), so distinctions survive the extender's 0..10 scale.
 
 use std::{borrow::Cow, collections::HashMap, fmt, sync::Arc};
 
@@ -99,6 +101,12 @@ impl Serialize for Reason {
 /// The node is not in the cache (it may have just joined).
 pub static NODE_NOT_CACHED: Reason =
     Reason { code: "node_not_cached", message: "node(s) were not in the stowage cache yet" };
+
+/// A feasible node other than the one filter reserved for a pod under a cross-pod rule.
+/// kube-scheduler counts nodes per identical reason (`0/6 nodes are available: 5 node(s) ...`)
+/// and joins reasons with `, `, so the text is constant and has no comma.
+pub static NOT_CHOSEN: Reason =
+    Reason { code: "not_chosen", message: "node(s) were not the node stowage reserved for the pod" };
 
 const MAX_REASONS: usize = 4;
 
@@ -287,6 +295,19 @@ pub fn combine(scores: &[i64; 3], weights: &[u32; 3]) -> (i64, i64) {
     (combined, extender)
 }
 
+/// Normalises combined scores (0..100) over the candidate set into extender scores (0..10),
+/// as the framework's `DefaultNormalizeScore`: the best candidate gets 10, the others
+/// `round(10·combined/best)`; with every candidate at 0, all get 0. Without it, two nodes
+/// scoring 91 and 86 both became 9 and the scheduler's own scores decided alone.
+#[must_use]
+pub fn normalize_extender(combined: &[i64]) -> Vec<i64> {
+    let best = combined.iter().copied().max().unwrap_or(0);
+    combined
+        .iter()
+        .map(|c| if best <= 0 { 0 } else { ((20 * c.clamp(&0, &best) + best) / (2 * best)).clamp(0, 10) })
+        .collect()
+}
+
 /// A dense set of node ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeSet(Vec<u64>);
@@ -334,6 +355,8 @@ pub struct LedgerAdd {
     pub no_limits: u32,
     /// BestEffort pods.
     pub best_effort: u32,
+    /// What the pods can take beyond their requests.
+    pub burst: crate::cache::resources::Burst,
     /// Primaries.
     pub primaries: u32,
     /// Opted-in pods per profile.
@@ -477,6 +500,17 @@ impl<'c> PodContext<'c> {
             && self.affinity.as_ref().is_none_or(|a| a.matches(&node.name, &node.labels))
     }
 
+    /// True when the pod is under a rule that other pods' placements decide (see
+    /// `docs/architecture.md`, "Placement under concurrency"): the quorum guard, required zone
+    /// or node spread, or sibling volumes (`local-data: require`) of its group; a density cap;
+    /// or, for a primary, `separatePrimaries` in any profile (a primary counts against every
+    /// opted-in primary under that rule, whatever its own profile says). filter then decides
+    /// the node and reserves it.
+    #[must_use]
+    pub fn under_cross_pod_rule(&self) -> bool {
+        cross_pod_rule(&self.policy, self.config)
+    }
+
     /// Plugin weights as an array in [`PluginName::ALL`] order.
     #[must_use]
     pub fn weights(&self) -> [u32; 3] {
@@ -484,30 +518,43 @@ impl<'c> PodContext<'c> {
     }
 }
 
-/// Group members counted by the ledger for the pod's group.
+/// [`PodContext::under_cross_pod_rule`] from the policy alone (before the cache is read).
+#[must_use]
+pub fn cross_pod_rule(p: &Policy<'_>, config: &Config) -> bool {
+    let group_rule = p.group.is_some()
+        && (p.quorum == stowage_policy::Quorum::Zone
+            || p.zone_spread == stowage_policy::Spread::Required
+            || p.node_spread == stowage_policy::Spread::Required
+            || p.local_data == stowage_policy::LocalData::Require);
+    let primary = p.role == Some(stowage_policy::Role::Primary);
+    group_rule || p.profile.density.is_some() || (primary && config.profiles.values().any(|pr| pr.separate_primaries))
+}
+
+/// What the ledger's reservations and placements add for one cycle.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerFacts {
-    /// Per node: what in-flight placements add.
+    /// Per node: what in-flight pods add.
     pub adds: HashMap<NodeId, LedgerAdd>,
-    /// PVs reserved by in-flight placements.
+    /// PVs reserved by in-flight pods.
     pub reserved_pvs: Vec<Arc<str>>,
     /// In-flight members of the pod's group: (uid, name, node).
     pub group_placements: Vec<(Arc<str>, Arc<str>, Arc<str>)>,
-    /// In-cycle members of the pod's group whose zone is already known: (uid, name, zone).
-    pub group_in_cycle: Vec<(Arc<str>, Arc<str>, Arc<str>)>,
     /// PVs reserved by in-flight members of the pod's group.
     pub group_reserved_pvs: Vec<Arc<str>>,
 }
 
 impl LedgerFacts {
-    /// Reads the ledger once for a cycle. Placements whose pod the cache already shows bound
-    /// are skipped (the cache counts them).
+    /// Reads the ledger once for a cycle. Entries whose pod the cache already shows bound are
+    /// skipped (the cache counts them), and so is the entry of `own_uid`: a pod's own
+    /// reservation never counts against its next filter.
     #[must_use]
-    pub fn collect(ledger: &Ledger, model: &Model, group: Option<&GroupKey>, now: Instant) -> Self {
+    pub fn collect(ledger: &Ledger, model: &Model, group: Option<&GroupKey>, own_uid: &str, now: Instant) -> Self {
         let mut facts = LedgerFacts::default();
-        ledger.with_live(now, |placements, in_cycle| {
-            for p in placements {
-                if model.pod(&p.uid).is_some_and(|c| c.node.is_some()) {
+        ledger.with_live(now, |entries| {
+            for p in entries {
+                if (!own_uid.is_empty() && p.uid.as_ref() == own_uid)
+                    || model.pod(&p.uid).is_some_and(|c| c.node.is_some())
+                {
                     continue;
                 }
                 facts.reserved_pvs.extend(p.claimed_pvs.iter().cloned());
@@ -520,26 +567,18 @@ impl LedgerFacts {
                 }
                 let Some(id) = model.node_id(&p.node) else { continue };
                 let add = facts.adds.entry(id).or_default();
-                add.cpu_m += p.cpu_m;
-                add.mem += p.mem;
-                add.no_limits += u32::from(p.no_limits);
-                add.best_effort += u32::from(p.best_effort);
+                let r = &p.resources;
+                add.cpu_m += r.cpu_m;
+                add.mem += r.mem;
+                add.no_limits += u32::from(r.no_limits);
+                add.best_effort += u32::from(r.best_effort);
+                add.burst.apply(r, 1);
                 if let Some(profile) = &p.profile {
                     add.stateful += 1;
                     add.primaries += u32::from(p.primary);
                     match add.profiles.iter_mut().find(|(n, _)| n == profile) {
                         Some((_, c)) => *c += 1,
                         None => add.profiles.push((profile.clone(), 1)),
-                    }
-                }
-            }
-            if let Some(g) = group {
-                for c in in_cycle {
-                    if c.namespace.as_ref() == g.namespace
-                        && c.group.as_deref() == Some(g.name.as_str())
-                        && let Some(z) = c.known_zone()
-                    {
-                        facts.group_in_cycle.push((c.uid.clone(), c.name.clone(), z.clone()));
                     }
                 }
             }
@@ -568,7 +607,7 @@ impl<'m> CycleState<'m> {
     /// Runs every plugin's PreFilter/PreScore.
     #[must_use]
     pub fn prepare(model: &'m Model, ledger: &Ledger, pod: &PodContext<'_>, now: Instant) -> Self {
-        let facts = LedgerFacts::collect(ledger, model, pod.group(), now);
+        let facts = LedgerFacts::collect(ledger, model, pod.group(), &pod.uid, now);
         Self {
             model,
             local_data: local_data::pre_filter(model, pod, &facts),
@@ -768,6 +807,22 @@ mod tests {
         assert_eq!(combine(&[44, 0, 0], &[1, 0, 0]), (44, 4));
         assert_eq!(combine(&[45, 0, 0], &[1, 0, 0]), (45, 5));
         assert_eq!(combine(&[90, 90, 90], &[0, 0, 0]), (0, 0));
+    }
+
+    #[test]
+    fn extender_scores_are_normalised_over_the_candidates() {
+        let cases: [(&[i64], &[i64]); 6] = [
+            // The case: a quiet node at 91 and a noisy one at 86 both were 9.
+            (&[91, 86], &[10, 9]),
+            (&[100, 50, 0], &[10, 5, 0]),
+            (&[40, 20, 10], &[10, 5, 3]),
+            (&[0, 0], &[0, 0]),
+            (&[7], &[10]),
+            (&[], &[]),
+        ];
+        for (combined, want) in cases {
+            assert_eq!(normalize_extender(combined), want, "{combined:?}");
+        }
     }
 
     #[test]

@@ -1,35 +1,40 @@
-//! In-flight placements and the race-closing "in cycle" records.
+//! In-flight placements: **reservations** made by `filter` and **placements** made by `bind`.
+//!
+//! kube-scheduler schedules one pod at a time but binds asynchronously: after pod A's
+//! scheduling cycle it assumes A and runs A's binding cycle in a goroutine (PreBind, then our
+//! `bind`) while pod B's cycle starts. VolumeBinding's PreBind waits for the PV controller
+//! (seconds with WaitForFirstConsumer volumes), so B's `filter` routinely arrives before A's
+//! `bind`. Every entry of this ledger counts, for every later filter and prioritize of **any**
+//! pod, exactly like a pod bound to its node (requests, limits, profile, primary, group, zone,
+//! the local PVs its unbound claims will take).
+//!
+//! ## Reservations
+//! For a pod under a cross-pod rule (quorum guard, required spread, sibling volumes, density
+//! cap, separate primaries) `filter` decides the node itself and returns only that node; it
+//! records a reservation ([`Placement`] with `reserved: true`) at once, under one lock, so the
+//! next filter already counts it (see `docs/architecture.md`, "Placement under concurrency").
+//! A reservation never outlives its pod's cycle:
+//! - a new filter of the same pod uid (a scheduler retry) replaces it ([`Ledger::reserve`]);
+//!   the pod's own entry never counts against it;
+//! - `bind` turns it into a placement ([`Ledger::record`]);
+//! - it is dropped when the pod watcher shows the pod bound (to any node) or deleted, when the
+//!   pod's filter finds no node, and when its bind fails;
+//! - it lapses after the ledger TTL (`ledgerTTL`, default 60 s).
 //!
 //! ## Placements
-//! `bind` records a [`Placement`] **before** it calls the API, so the next member's filter,
-//! which may arrive before the pod watcher has seen the binding, already counts it. An entry
-//! retires when the pod watcher shows the pod bound (same uid with a `nodeName`), when the pod is
-//! deleted, when its bind fails, or after the ledger TTL (`ledgerTTL` in the config).
-//!
-//! ## Closing the filter/bind race
-//! kube-scheduler schedules one pod at a time but binds asynchronously: after member A's
-//! filter and prioritize it assumes A, starts A's binding cycle in a goroutine (PreBind, then our
-//! `bind`) and moves on to member B, whose `filter` can reach us **before A's `bind`**. Counting
-//! only bound pods and ledger entries would then miss A.
-//!
-//! So every filter of a group member that leaves at least one feasible node records the pod as
-//! **in cycle** ([`InCycle`]: the zones of its feasible nodes, when, until when). When a
-//! sibling's filter arrives and another member of the group is in cycle:
-//! - if that member's feasible nodes all lie in one zone, its zone is already known: it is
-//!   counted there (tentatively) and nobody waits;
-//! - otherwise the filter waits — asynchronously, on a [`tokio::sync::Notify`], never blocking
-//!   a thread — until that member's `bind` arrives (it is then a placement with a node) or its
-//!   in-cycle record expires, bounded by a deadline (default 1.5 s, well below the scheduler's
-//!   `httpTimeout`). On timeout the filter proceeds without that member.
-//!
-//! A pod is in cycle until its bind, its deletion, or the record's expiry (default 3 s).
+//! `bind` records a placement **before** it calls the API, so the next filter, which may arrive
+//! before the pod watcher has seen the binding, already counts it. It retires when the pod
+//! watcher shows the pod bound, when the pod is deleted, when the bind fails, or after the TTL.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use parking_lot::Mutex;
-use tokio::{sync::Notify, time::Instant};
+use prometheus_client::{encoding::EncodeLabelSet, metrics::counter::Counter, metrics::family::Family};
+use tokio::time::Instant;
 
-/// An in-flight placement recorded by `bind`.
+use crate::cache::resources::PodResources;
+
+/// An in-flight pod: reserved by `filter` or placed by `bind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     /// Pod uid.
@@ -44,115 +49,78 @@ pub struct Placement {
     pub node: Arc<str>,
     /// The node's zone, if known.
     pub zone: Option<Arc<str>>,
-    /// Requested cpu, millicores.
-    pub cpu_m: i64,
-    /// Requested memory, bytes.
-    pub mem: i64,
+    /// Requests, limits and QoS facts.
+    pub resources: PodResources,
     /// Profile name of an opted-in pod.
     pub profile: Option<Arc<str>>,
     /// The pod is a primary.
     pub primary: bool,
-    /// The pod lacks limits.
-    pub no_limits: bool,
-    /// The pod is BestEffort.
-    pub best_effort: bool,
+    /// PVC names the pod mounts.
+    pub claims: Vec<Arc<str>>,
     /// PVs reserved for the pod's unbound claims.
     pub claimed_pvs: Vec<Arc<str>>,
+    /// A reservation made by `filter` (true) or a placement made by `bind` (false).
+    pub reserved: bool,
     /// When the entry stops counting without confirmation.
     pub expires: Instant,
 }
 
-/// What `bind` needs to know about a pod when the pod watcher has not delivered it yet.
+/// What `bind` needs to know about a pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodSummary {
     /// Profile name.
     pub profile: Option<Arc<str>>,
     /// The pod is a primary.
     pub primary: bool,
-    /// Requested cpu, millicores.
-    pub cpu_m: i64,
-    /// Requested memory, bytes.
-    pub mem: i64,
-    /// The pod lacks limits.
-    pub no_limits: bool,
-    /// The pod is BestEffort.
-    pub best_effort: bool,
+    /// Requests, limits and QoS facts.
+    pub resources: PodResources,
     /// PVC names the pod mounts.
     pub claims: Vec<Arc<str>>,
 }
 
-/// An opted-in pod that passed filter and has not been bound yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InCycle {
-    /// Pod uid.
-    pub uid: Arc<str>,
-    /// Namespace.
-    pub namespace: Arc<str>,
-    /// Pod name.
-    pub name: Arc<str>,
-    /// Group name, if the pod is a group member.
-    pub group: Option<Arc<str>>,
-    /// Facts for `bind`.
-    pub summary: PodSummary,
-    /// Distinct zones of the feasible nodes.
-    pub zones: Vec<Arc<str>>,
-    /// When the record was made.
-    pub since: Instant,
-    /// When the record lapses.
-    pub expires: Instant,
+/// What happened to a reservation (the `event` label of
+/// `stowage_ledger_reservations_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReservationEvent {
+    /// A filter reserved a node for a pod that had no reservation.
+    Created,
+    /// A new filter of the same pod (a scheduler retry) replaced its reservation.
+    Replaced,
+    /// `bind` arrived and turned the reservation into a placement.
+    Confirmed,
+    /// Dropped before any bind: the pod was seen bound (by someone else) or deleted, or its
+    /// new filter found no node.
+    Released,
+    /// Lapsed after the TTL without a bind.
+    Expired,
 }
 
-impl InCycle {
-    /// The zone the member will land in, when its feasible nodes share one.
+impl ReservationEvent {
+    /// Label value.
     #[must_use]
-    pub fn known_zone(&self) -> Option<&Arc<str>> {
-        match self.zones.as_slice() {
-            [z] => Some(z),
-            _ => None,
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Replaced => "replaced",
+            Self::Confirmed => "confirmed",
+            Self::Released => "released",
+            Self::Expired => "expired",
         }
     }
 }
 
-/// How a wait for siblings ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SiblingWait {
-    /// Time spent waiting.
-    pub waited: Duration,
-    /// The deadline passed with a sibling still in cycle.
-    pub timed_out: bool,
+/// `event` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReservationLabels {
+    /// created, replaced, confirmed, released or expired.
+    pub event: &'static str,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    placements: HashMap<Arc<str>, Placement>,
-    in_cycle: HashMap<Arc<str>, InCycle>,
-}
-
-impl Inner {
-    fn prune(&mut self, now: Instant) -> bool {
-        let before = self.placements.len() + self.in_cycle.len();
-        self.placements.retain(|_, p| p.expires > now);
-        self.in_cycle.retain(|_, c| c.expires > now);
-        before != self.placements.len() + self.in_cycle.len()
-    }
-
-    fn unresolved_sibling_expiry(&self, namespace: &str, group: &str, name: &str) -> Option<Instant> {
-        self.in_cycle
-            .values()
-            .filter(|c| {
-                c.namespace.as_ref() == namespace && c.group.as_deref() == Some(group) && c.name.as_ref() != name
-            })
-            .filter(|c| c.zones.len() > 1)
-            .map(|c| c.expires)
-            .min()
-    }
-}
-
-/// The ledger of in-flight placements and in-cycle members.
+/// The ledger of reservations and placements.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    inner: Mutex<Inner>,
-    notify: Notify,
+    entries: Mutex<HashMap<Arc<str>, Placement>>,
+    events: Family<ReservationLabels, Counter>,
 }
 
 impl Ledger {
@@ -162,31 +130,70 @@ impl Ledger {
         Self::default()
     }
 
-    /// Records a placement (replacing any for the same uid) and ends the pod's cycle.
-    pub fn record(&self, placement: Placement) {
-        {
-            let mut inner = self.inner.lock();
-            inner.in_cycle.remove(&placement.uid);
-            inner.placements.insert(placement.uid.clone(), placement);
+    /// The reservation counters (register them once, on the extender's registry).
+    #[must_use]
+    pub fn reservation_events(&self) -> &Family<ReservationLabels, Counter> {
+        &self.events
+    }
+
+    /// How often `event` happened.
+    #[must_use]
+    pub fn reservation_count(&self, event: ReservationEvent) -> u64 {
+        self.events.get_or_create(&ReservationLabels { event: event.as_str() }).get()
+    }
+
+    fn count(&self, event: ReservationEvent) {
+        self.events.get_or_create(&ReservationLabels { event: event.as_str() }).inc();
+    }
+
+    fn prune(&self, entries: &mut HashMap<Arc<str>, Placement>, now: Instant) {
+        let mut expired = 0;
+        entries.retain(|_, p| {
+            let live = p.expires > now;
+            expired += u64::from(!live && p.reserved);
+            live
+        });
+        if expired > 0 {
+            self.events.get_or_create(&ReservationLabels { event: ReservationEvent::Expired.as_str() }).inc_by(expired);
         }
-        self.notify.notify_waiters();
+    }
+
+    /// Records a reservation made by `filter`, replacing the pod's earlier entry.
+    pub fn reserve(&self, mut reservation: Placement) {
+        reservation.reserved = true;
+        let old = self.entries.lock().insert(reservation.uid.clone(), reservation);
+        self.count(if old.is_some() { ReservationEvent::Replaced } else { ReservationEvent::Created });
+    }
+
+    /// The pod's new filter found no node: its reservation (if any) goes.
+    pub fn release(&self, uid: &str) {
+        let mut entries = self.entries.lock();
+        if entries.get(uid).is_some_and(|p| p.reserved) {
+            entries.remove(uid);
+            drop(entries);
+            self.count(ReservationEvent::Released);
+        }
+    }
+
+    /// Records a placement made by `bind` (replacing the pod's reservation, which it confirms).
+    pub fn record(&self, mut placement: Placement) {
+        placement.reserved = false;
+        let old = self.entries.lock().insert(placement.uid.clone(), placement);
+        if old.is_some_and(|o| o.reserved) {
+            self.count(ReservationEvent::Confirmed);
+        }
     }
 
     /// Removes a placement whose bind failed.
     pub fn remove(&self, uid: &str) -> Option<Placement> {
-        let p = self.inner.lock().placements.remove(uid);
-        self.notify.notify_waiters();
-        p
+        self.entries.lock().remove(uid)
     }
 
-    /// The pod watcher saw the pod bound: its placement retires.
+    /// The pod watcher saw the pod bound (to any node): its entry retires, the cache counts it.
     pub fn confirm(&self, uid: &str) {
-        let changed = {
-            let mut inner = self.inner.lock();
-            inner.placements.remove(uid).is_some() | inner.in_cycle.remove(uid).is_some()
-        };
-        if changed {
-            self.notify.notify_waiters();
+        let old = self.entries.lock().remove(uid);
+        if old.is_some_and(|o| o.reserved) {
+            self.count(ReservationEvent::Released);
         }
     }
 
@@ -195,127 +202,71 @@ impl Ledger {
         self.confirm(uid);
     }
 
-    /// Records that a group member passed filter.
-    pub fn enter_cycle(&self, record: InCycle) {
-        self.inner.lock().in_cycle.insert(record.uid.clone(), record);
+    /// Calls `f` with every live entry (expired ones are dropped first). Keep `f` short: the
+    /// ledger lock is held.
+    pub fn with_live<R>(&self, now: Instant, f: impl FnOnce(&mut dyn Iterator<Item = &Placement>) -> R) -> R {
+        let mut entries = self.entries.lock();
+        self.prune(&mut entries, now);
+        f(&mut entries.values())
     }
 
-    /// A pod's in-cycle record.
-    #[must_use]
-    pub fn in_cycle(&self, uid: &str) -> Option<InCycle> {
-        self.inner.lock().in_cycle.get(uid).cloned()
-    }
-
-    /// Drops a member's in-cycle record.
-    pub fn leave_cycle(&self, uid: &str) {
-        if self.inner.lock().in_cycle.remove(uid).is_some() {
-            self.notify.notify_waiters();
-        }
-    }
-
-    /// Calls `f` with every live placement and every live in-cycle record (expired ones are
-    /// dropped first). Keep `f` short: the ledger lock is held.
-    pub fn with_live<R>(
-        &self,
-        now: Instant,
-        f: impl FnOnce(&mut dyn Iterator<Item = &Placement>, &mut dyn Iterator<Item = &InCycle>) -> R,
-    ) -> R {
-        let mut inner = self.inner.lock();
-        if inner.prune(now) {
-            self.notify.notify_waiters();
-        }
-        let Inner { placements, in_cycle } = &*inner;
-        f(&mut placements.values(), &mut in_cycle.values())
-    }
-
-    /// A placement by uid.
+    /// A live entry (reservation or placement) by uid.
     #[must_use]
     pub fn placement(&self, uid: &str) -> Option<Placement> {
-        self.inner.lock().placements.get(uid).cloned()
+        let mut entries = self.entries.lock();
+        self.prune(&mut entries, Instant::now());
+        entries.get(uid).cloned()
     }
 
-    /// Live placements (after dropping expired ones).
+    /// A live reservation by uid (`None` once bind turned it into a placement).
+    #[must_use]
+    pub fn reservation(&self, uid: &str) -> Option<Placement> {
+        self.placement(uid).filter(|p| p.reserved)
+    }
+
+    /// Live entries, reservations included (after dropping expired ones).
     #[must_use]
     pub fn len(&self) -> usize {
-        let mut inner = self.inner.lock();
-        inner.prune(Instant::now());
-        inner.placements.len()
+        let mut entries = self.entries.lock();
+        self.prune(&mut entries, Instant::now());
+        entries.len()
     }
 
-    /// True when no placement is live.
+    /// True when no entry is live.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Live in-cycle records.
+    /// Live reservations.
     #[must_use]
-    pub fn in_cycle_len(&self) -> usize {
-        let mut inner = self.inner.lock();
-        inner.prune(Instant::now());
-        inner.in_cycle.len()
-    }
-
-    /// Waits until no other member of `namespace/group` (other than `name`) is in cycle with
-    /// feasible nodes in more than one zone, or until `deadline`.
-    pub async fn wait_for_siblings(&self, namespace: &str, group: &str, name: &str, deadline: Instant) -> SiblingWait {
-        let start = Instant::now();
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let now = Instant::now();
-            let next = {
-                let mut inner = self.inner.lock();
-                inner.prune(now);
-                inner.unresolved_sibling_expiry(namespace, group, name)
-            };
-            let Some(expiry) = next else {
-                return SiblingWait { waited: now - start, timed_out: false };
-            };
-            if now >= deadline {
-                return SiblingWait { waited: now - start, timed_out: true };
-            }
-            tokio::select! {
-                () = &mut notified => {}
-                () = tokio::time::sleep_until(expiry.min(deadline)) => {}
-            }
-        }
+    pub fn reservations(&self) -> usize {
+        let mut entries = self.entries.lock();
+        self.prune(&mut entries, Instant::now());
+        entries.values().filter(|p| p.reserved).count()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    fn placement(uid: &str, ttl: Duration) -> Placement {
+    fn placement(uid: &str, node: &str, ttl: Duration) -> Placement {
         Placement {
             uid: uid.into(),
             namespace: "db".into(),
             name: uid.into(),
             group: Some("pg".into()),
-            node: "n1".into(),
+            node: node.into(),
             zone: Some("a".into()),
-            cpu_m: 1000,
-            mem: 1 << 30,
+            resources: PodResources { cpu_m: 1000, mem: 1 << 30, ..PodResources::default() },
             profile: None,
             primary: false,
-            no_limits: false,
-            best_effort: false,
+            claims: vec![],
             claimed_pvs: vec![],
-            expires: Instant::now() + ttl,
-        }
-    }
-
-    fn in_cycle(name: &str, zones: &[&str], ttl: Duration) -> InCycle {
-        InCycle {
-            uid: format!("uid-{name}").into(),
-            namespace: "db".into(),
-            name: name.into(),
-            group: Some("pg".into()),
-            summary: PodSummary::default(),
-            zones: zones.iter().map(|z| Arc::from(*z)).collect(),
-            since: Instant::now(),
+            reserved: false,
             expires: Instant::now() + ttl,
         }
     }
@@ -323,63 +274,80 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn placements_expire_after_the_ttl() {
         let l = Ledger::new();
-        l.record(placement("a", Duration::from_secs(60)));
+        l.record(placement("a", "n1", Duration::from_secs(60)));
         assert_eq!(l.len(), 1);
         tokio::time::advance(Duration::from_secs(59)).await;
         assert_eq!(l.len(), 1);
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(l.len(), 0);
+        assert_eq!(l.reservation_count(ReservationEvent::Expired), 0, "a placement is not a reservation");
     }
 
     #[tokio::test(start_paused = true)]
     async fn confirmation_retires_and_failed_bind_removes() {
         let l = Ledger::new();
-        l.record(placement("a", Duration::from_secs(60)));
-        l.record(placement("b", Duration::from_secs(60)));
+        l.record(placement("a", "n1", Duration::from_secs(60)));
+        l.record(placement("b", "n1", Duration::from_secs(60)));
         l.confirm("a");
         assert!(l.placement("a").is_none());
         assert!(l.remove("b").is_some());
         assert!(l.is_empty());
     }
 
+    /// Every way a reservation ends, and what each counts.
     #[tokio::test(start_paused = true)]
-    async fn no_wait_without_siblings_or_with_single_zone_siblings() {
-        let l = Ledger::new();
-        let w = l.wait_for_siblings("db", "pg", "pg-1", Instant::now() + Duration::from_secs(1)).await;
-        assert_eq!(w, SiblingWait::default());
-        l.enter_cycle(in_cycle("pg-0", &["a"], Duration::from_secs(3)));
-        let w = l.wait_for_siblings("db", "pg", "pg-1", Instant::now() + Duration::from_secs(1)).await;
-        assert_eq!(w.waited, Duration::ZERO);
-        // The pod's own (older) record never makes it wait.
-        l.enter_cycle(in_cycle("pg-1", &["a", "b"], Duration::from_secs(3)));
-        let w = l.wait_for_siblings("db", "pg", "pg-1", Instant::now() + Duration::from_secs(1)).await;
-        assert_eq!(w.waited, Duration::ZERO);
+    async fn reservation_lifecycle() {
+        type Step = fn(&Ledger);
+        let cases: [(&str, Step, Option<&str>, ReservationEvent); 7] = [
+            (
+                "a retry replaces it",
+                |l| l.reserve(placement("p", "n2", Duration::from_secs(60))),
+                Some("n2"),
+                ReservationEvent::Replaced,
+            ),
+            (
+                "bind confirms it",
+                |l| l.record(placement("p", "n1", Duration::from_secs(60))),
+                Some("n1"),
+                ReservationEvent::Confirmed,
+            ),
+            ("no node on retry", |l| l.release("p"), None, ReservationEvent::Released),
+            ("seen bound (any node)", |l| l.confirm("p"), None, ReservationEvent::Released),
+            ("deleted", |l| l.forget("p"), None, ReservationEvent::Released),
+            (
+                "bind failed",
+                |l| {
+                    l.record(placement("p", "n1", Duration::from_secs(60)));
+                    l.remove("p");
+                },
+                None,
+                ReservationEvent::Confirmed,
+            ),
+            ("expired", |_| {}, None, ReservationEvent::Expired),
+        ];
+        for (name, step, node_after, event) in cases {
+            let l = Ledger::new();
+            l.reserve(placement("p", "n1", Duration::from_secs(10)));
+            assert_eq!(l.reservation_count(ReservationEvent::Created), 1, "{name}");
+            assert!(l.reservation("p").is_some(), "{name}");
+            step(&l);
+            if event == ReservationEvent::Expired {
+                tokio::time::advance(Duration::from_secs(11)).await;
+            }
+            assert_eq!(l.placement("p").map(|p| p.node.to_string()).as_deref(), node_after, "{name}");
+            assert_eq!(l.reservation_count(event), 1, "{name}");
+            if event == ReservationEvent::Confirmed && node_after.is_some() {
+                assert!(l.reservation("p").is_none() && !l.placement("p").unwrap().reserved, "{name}: now a placement");
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn waits_for_the_sibling_bind() {
-        let l = Arc::new(Ledger::new());
-        l.enter_cycle(in_cycle("pg-0", &["a", "b"], Duration::from_secs(3)));
-        let l2 = l.clone();
-        let binder = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            l2.record(placement("uid-pg-0", Duration::from_secs(60)));
-        });
-        let w = l.wait_for_siblings("db", "pg", "pg-1", Instant::now() + Duration::from_millis(1500)).await;
-        binder.await.unwrap();
-        assert!(!w.timed_out);
-        assert_eq!(w.waited, Duration::from_millis(200));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn wait_is_bounded_by_the_deadline_and_by_expiry() {
+    async fn release_leaves_placements_alone() {
         let l = Ledger::new();
-        l.enter_cycle(in_cycle("pg-0", &["a", "b"], Duration::from_secs(3)));
-        let w = l.wait_for_siblings("db", "pg", "pg-1", Instant::now() + Duration::from_millis(1500)).await;
-        assert!(w.timed_out);
-        assert_eq!(w.waited, Duration::from_millis(1500));
-        let w = l.wait_for_siblings("db", "pg", "pg-1", Instant::now() + Duration::from_secs(10)).await;
-        assert!(!w.timed_out, "the record expired at 3 s");
-        assert_eq!(w.waited, Duration::from_millis(1500));
+        l.record(placement("p", "n1", Duration::from_secs(60)));
+        l.release("p");
+        assert!(l.placement("p").is_some(), "only a reservation is released by a filter without nodes");
+        assert_eq!(l.reservation_count(ReservationEvent::Released), 0);
     }
 }

@@ -3,22 +3,28 @@
 //! - **filter**: pods that have not opted in get every input node back untouched (fast path);
 //!   invalid policy annotations give `Error` naming them; an unsynced cache gives
 //!   `Error: "stowage cache has not synced yet"`; otherwise each node runs the filter plugins.
-//!   A group member first waits for siblings still in cycle (see [`crate::ledger`]).
+//!   For a pod under a cross-pod rule ([`PodContext::under_cross_pod_rule`]) filter then
+//!   **decides**: it scores the feasible nodes as prioritize would, keeps only the best one
+//!   (ties by node name), refuses the others with [`NOT_CHOSEN`] and reserves the node in the
+//!   ledger at once, one decision at a time (see [`crate::ledger`] and `docs/architecture.md`,
+//!   "Placement under concurrency"). Other pods get every feasible node.
 //! - **prioritize**: zero scores for pods that have not opted in (or with invalid annotations),
-//!   an empty list while the cache is unsynced, else the weighted plugin scores as 0..10.
+//!   an empty list while the cache is unsynced, else the weighted plugin scores normalised over
+//!   the candidates to 0..10 (best candidate 10, [`crate::framework::normalize_extender`]).
 //! - **preempt**: drops every candidate node whose victims would leave a group below its
 //!   majority (see [`Extender::preempt`]); always answers with victims by UID.
-//! - **bind**: records the placement in the ledger first, then binds through a [`Binder`];
-//!   idempotent on retries.
+//! - **bind**: records the placement in the ledger first (confirming the pod's reservation),
+//!   then binds through a [`Binder`]; idempotent on retries.
 //!
 //! Every call leaves a [`Decision`] in the ring buffer.
 
-use std::{borrow::Cow, sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc};
 
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use parking_lot::Mutex;
 use serde_json::value::RawValue;
-use stowage_policy::{Config, Policy, Quorum, Spread, resolve};
+use stowage_policy::{Config, resolve};
 use tokio::time::Instant;
 
 use crate::{
@@ -35,10 +41,10 @@ use crate::{
         ExtenderPreemptionResult, HostPriority, HostPriorityList, MetaPod, MetaVictims, NodeList, raw_node_name,
     },
     framework::{
-        CycleState, FailedMap, FilterOutcome, Framework, LedgerFacts, NODE_NOT_CACHED, NodeView, PluginName,
-        PodContext, Status, combine,
+        CycleState, FailedMap, FilterOutcome, Framework, LedgerFacts, NODE_NOT_CACHED, NOT_CHOSEN, NodeView,
+        PluginName, PodContext, Status, combine, normalize_extender,
     },
-    ledger::{InCycle, Placement, PodSummary},
+    ledger::{Placement, PodSummary},
     metrics::Metrics,
     plugins::{local_data, zone_spread},
 };
@@ -49,11 +55,6 @@ pub const NOT_SYNCED: &str = "stowage cache has not synced yet";
 /// Tunables of the extender.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Longest a filter waits for a sibling in cycle (default 1.5 s; keep it well below the
-    /// scheduler's `httpTimeout`).
-    pub sibling_wait: Duration,
-    /// How long a member that passed filter counts as in cycle without a bind (default 3 s).
-    pub in_cycle_ttl: Duration,
     /// Decisions kept for `/debug/decisions` (default 256).
     pub decisions: usize,
     /// Nodes kept in detail per decision (default 20).
@@ -62,12 +63,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            sibling_wait: Duration::from_millis(1500),
-            in_cycle_ttl: Duration::from_secs(3),
-            decisions: crate::explain::DEFAULT_CAPACITY,
-            detail_nodes: crate::explain::DETAIL_NODES,
-        }
+        Self { decisions: crate::explain::DEFAULT_CAPACITY, detail_nodes: crate::explain::DETAIL_NODES }
     }
 }
 
@@ -82,6 +78,9 @@ pub struct Extender {
     decisions: DecisionLog,
     framework: Framework,
     options: Options,
+    /// Held while a filter decides and reserves a node: every decision sees every earlier
+    /// reservation (read state, decide, commit as one step).
+    decide: Mutex<()>,
 }
 
 static EMPTY_AGG: NodeAgg = NodeAgg {
@@ -91,6 +90,14 @@ static EMPTY_AGG: NodeAgg = NodeAgg {
     stateful: 0,
     no_limits: 0,
     best_effort: 0,
+    burst: crate::cache::resources::Burst {
+        cpu_m: 0,
+        mem: 0,
+        cpu_unlimited: 0,
+        cpu_unlimited_req_m: 0,
+        mem_unlimited: 0,
+        mem_unlimited_req: 0,
+    },
     primaries: 0,
     profiles: Vec::new(),
 };
@@ -128,10 +135,10 @@ struct Candidates<'i> {
 #[derive(Default)]
 struct FilterPass {
     passing: usize,
-    feasible_zones: Vec<Arc<str>>,
     refusals: Vec<(Option<PluginName>, &'static crate::framework::Reason, crate::framework::Code, usize)>,
     event: Option<(&'static str, String)>,
-    summary: PodSummary,
+    /// The node reserved for a pod under a cross-pod rule, with its combined score.
+    reserved: Option<(String, i64)>,
 }
 
 fn pod_key(pod: &Pod) -> (String, String, String) {
@@ -203,6 +210,11 @@ impl Extender {
         registry: &mut prometheus_client::registry::Registry,
     ) -> Self {
         let dropped = events.dropped_counter().unwrap_or_default();
+        registry.register(
+            "stowage_ledger_reservations",
+            "Nodes reserved by filter for pods under cross-pod rules, by what became of them",
+            cache.ledger().reservation_events().clone(),
+        );
         let metrics = Metrics::register(registry, cache.clone(), dropped);
         Self::with_metrics(cache, config, binder, events, metrics, Options::default())
     }
@@ -226,6 +238,7 @@ impl Extender {
             decisions: DecisionLog::new(options.decisions),
             framework: Framework::default(),
             options,
+            decide: Mutex::new(()),
         }
     }
 
@@ -338,30 +351,20 @@ impl Extender {
             return ExtenderFilterResult::error(NOT_SYNCED);
         }
         let (ns, name, uid) = pod_key(&pod);
-        let group_key = policy.group.clone();
-        let mut waited = Duration::ZERO;
-        if let Some(g) = policy.group.as_ref().filter(|_| cares_about_siblings(&policy)) {
-            let w = self
-                .cache
-                .ledger()
-                .wait_for_siblings(&g.namespace, &g.name, &name, Instant::now() + self.options.sibling_wait)
-                .await;
-            waited = w.waited;
-            if w.timed_out {
-                self.metrics.error("filter", "sibling_wait_timeout");
-            }
-        }
-
+        let reserve = !uid.is_empty() && crate::framework::cross_pod_rule(&policy, &config);
         let mut decision = Decision::new("filter", format!("{ns}/{name}"), uid.clone());
         decision.nodes_in = input.len();
-        decision.waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
         let (outcomes, pass) = {
             let candidates = self.candidates(&input);
+            // Decide and reserve as one step: taken before the cache and the ledger are read, so
+            // this decision sees every earlier reservation and the next one sees this.
+            let _decide = reserve.then(|| self.decide.lock());
             let model = self.cache.read();
+            let now = Instant::now();
             let ctx = PodContext::new(&pod, policy, &config, &model, self.cache.interner());
-            let state = CycleState::prepare(&model, self.cache.ledger(), &ctx, Instant::now());
+            let state = CycleState::prepare(&model, self.cache.ledger(), &ctx, now);
             let views = Self::views(&state, &model, &candidates.names, &candidates.fallback);
-            let outcomes: Vec<FilterOutcome> = views
+            let mut outcomes: Vec<FilterOutcome> = views
                 .iter()
                 .map(|v| match v {
                     Some(v) => self.framework.filter(&state, &ctx, v),
@@ -371,27 +374,13 @@ impl Extender {
             record_group(&mut decision, &state, &model, &ctx);
             let mut pass = FilterPass {
                 event: refusal_event(&ctx, &state.zone_spread, &outcomes, &decision.zone_counts),
-                summary: PodSummary {
-                    profile: Some(self.cache.interner().intern(&ctx.policy.profile_name)),
-                    primary: ctx.primary,
-                    cpu_m: ctx.resources.cpu_m,
-                    mem: ctx.resources.mem,
-                    no_limits: ctx.resources.no_limits,
-                    best_effort: ctx.resources.best_effort,
-                    claims: ctx.claims.iter().map(|c| self.cache.interner().intern(c)).collect(),
-                },
                 ..FilterPass::default()
             };
-            // One pass over the results: feasible zones, refusal counts, a sample of refusals.
+            // One pass over the results: refusal counts, a sample of refusals.
             for (i, o) in outcomes.iter().enumerate() {
                 let zone = views[i].and_then(|v| v.obj.zone.as_ref());
                 if o.status.is_success() {
                     pass.passing += 1;
-                    if let Some(z) = zone
-                        && !pass.feasible_zones.contains(z)
-                    {
-                        pass.feasible_zones.push(z.clone());
-                    }
                     continue;
                 }
                 for r in o.status.reasons() {
@@ -414,6 +403,15 @@ impl Extender {
                     });
                 }
             }
+            if reserve && pass.passing > 0 {
+                let placement = self.decide_node(&state, &ctx, &candidates.names, &views, &mut outcomes, &mut decision);
+                pass.reserved = Some((placement.node.to_string(), decision.nodes.first().map_or(0, |l| l.combined)));
+                self.cache.ledger().reserve(placement);
+            } else {
+                // A retry that is no longer under a rule, or that found no node: its earlier
+                // reservation must not outlive this cycle.
+                self.cache.ledger().release(&uid);
+            }
             (outcomes, pass)
         };
 
@@ -423,21 +421,12 @@ impl Extender {
             decision.refusals.push(RefusalCount { plugin, code: code.as_str(), reason: reason.message, nodes: *n });
         }
         decision.nodes_out = pass.passing;
-        if pass.passing > 0 {
-            let now = Instant::now();
-            let interner = self.cache.interner();
-            self.cache.ledger().enter_cycle(InCycle {
-                uid: Arc::from(uid.as_str()),
-                namespace: interner.intern(&ns),
-                name: Arc::from(name.as_str()),
-                group: group_key.map(|g| interner.intern(&g.name)),
-                summary: pass.summary,
-                zones: pass.feasible_zones,
-                since: now,
-                expires: now + self.options.in_cycle_ttl,
-            });
-        } else {
-            self.cache.ledger().leave_cycle(&uid);
+        if let Some((node, combined)) = &pass.reserved {
+            decision.nodes_out = 1;
+            decision.detail.push(format!(
+                "reserved node {node} (combined score {combined}, best of {} feasible); only this node is returned",
+                pass.passing
+            ));
         }
         if let Some((reason, message)) = pass.event {
             self.events.publish(PodEvent {
@@ -450,12 +439,92 @@ impl Extender {
                 message,
             });
         }
-        let outcome = if pass.passing > 0 { "feasible" } else { "no_feasible_node" };
+        let outcome = match (&pass.reserved, pass.passing) {
+            (Some(_), _) => "reserved",
+            (None, 0) => "no_feasible_node",
+            (None, _) => "feasible",
+        };
         self.metrics.decision("filter", outcome);
         decision.outcome = outcome;
         decision.duration_us = elapsed_us(start);
         self.decisions.push(decision);
         build_filter_result(input, &outcomes)
+    }
+
+    /// Scores the feasible nodes with the score plugins prioritize uses, keeps the best one
+    /// (highest combined score, ties by node name), turns every other feasible outcome into
+    /// [`NOT_CHOSEN`], puts the feasible nodes first in the decision's detail and returns the
+    /// reservation to record.
+    fn decide_node(
+        &self,
+        state: &CycleState<'_>,
+        ctx: &PodContext<'_>,
+        names: &[&str],
+        views: &[Option<NodeView<'_>>],
+        outcomes: &mut [FilterOutcome],
+        decision: &mut Decision,
+    ) -> Placement {
+        let feasible: Vec<usize> = (0..outcomes.len()).filter(|i| outcomes[*i].status.is_success()).collect();
+        let fviews: Vec<NodeView<'_>> = feasible.iter().filter_map(|i| views[*i]).collect();
+        debug_assert_eq!(fviews.len(), feasible.len(), "a feasible node always has a view");
+        let mut scores = Vec::new();
+        self.framework.score(state, ctx, &fviews, &mut scores);
+        let weights = self.framework.active_weights(state, ctx);
+        let combined: Vec<i64> = scores.iter().map(|s| combine(s, &weights).0).collect();
+        let normalised = normalize_extender(&combined);
+        // Best first: combined score descending, then node name ascending.
+        let mut order: Vec<usize> = (0..feasible.len()).collect();
+        order
+            .sort_by(|a, b| combined[*b].cmp(&combined[*a]).then_with(|| names[feasible[*a]].cmp(names[feasible[*b]])));
+        let best = order[0];
+        for (k, i) in feasible.iter().enumerate() {
+            if k != best {
+                outcomes[*i] = FilterOutcome { status: Status::unschedulable(&NOT_CHOSEN), plugin: None };
+            }
+        }
+        let lines: Vec<NodeLine> = order
+            .iter()
+            .take(self.options.detail_nodes.max(1))
+            .map(|k| {
+                let v = fviews[*k];
+                let chosen = *k == best;
+                NodeLine {
+                    node: names[feasible[*k]].to_owned(),
+                    zone: v.zone_name().map(str::to_owned),
+                    feasible: true,
+                    code: if chosen { "Success" } else { "Unschedulable" },
+                    plugin: None,
+                    reason: if chosen { String::new() } else { NOT_CHOSEN.message.to_owned() },
+                    scores: PluginScores::from(scores[*k]),
+                    combined: combined[*k],
+                    score: normalised[*k],
+                }
+            })
+            .collect();
+        decision.nodes.splice(0..0, lines);
+        decision.nodes.truncate(self.options.detail_nodes.max(1) * 2);
+
+        let view = fviews[best];
+        let node = names[feasible[best]];
+        let interner = self.cache.interner();
+        let claims: Vec<Arc<str>> = ctx.claims.iter().map(|c| interner.intern(c)).collect();
+        let claimed =
+            local_data::likely_static_pvs(state.model(), &ctx.namespace, &claims, node, &state.ledger.reserved_pvs);
+        Placement {
+            uid: Arc::from(ctx.uid.as_str()),
+            namespace: interner.intern(&ctx.namespace),
+            name: Arc::from(ctx.name.as_str()),
+            group: ctx.group().map(|g| interner.intern(&g.name)),
+            node: interner.intern(node),
+            zone: view.obj.zone.clone(),
+            resources: ctx.resources,
+            profile: Some(interner.intern(&ctx.policy.profile_name)),
+            primary: ctx.primary,
+            claims,
+            claimed_pvs: claimed,
+            reserved: true,
+            expires: Instant::now() + ctx.config.ledger_ttl,
+        }
     }
 
     // === prioritize ===
@@ -499,12 +568,13 @@ impl Extender {
             let mut scores = Vec::new();
             self.framework.score(&state, &ctx, &present, &mut scores);
             let weights = self.framework.active_weights(&state, &ctx);
+            let combined: Vec<i64> = scores.iter().map(|s| combine(s, &weights).0).collect();
+            let normalised = normalize_extender(&combined);
             let mut finals = vec![(0i64, 0i64, [0i64; 3]); views.len()];
             let mut k = 0;
             for (i, v) in views.iter().enumerate() {
                 if v.is_some() {
-                    let (combined, score) = combine(&scores[k], &weights);
-                    finals[i] = (combined, score, scores[k]);
+                    finals[i] = (combined[k], normalised[k], scores[k]);
                     k += 1;
                 }
             }
@@ -682,6 +752,7 @@ impl Extender {
                         self.cache.ledger(),
                         &model,
                         Some(&stowage_policy::GroupKey { namespace: pod_namespace.clone(), name: g.to_string() }),
+                        "",
                         Instant::now(),
                     );
                     group_zone_counts(&model, &facts, &pod_namespace, g, filtered.as_ref().map(|d| &d.zone_counts[..]))
@@ -729,6 +800,8 @@ impl Extender {
         result
     }
 
+    /// The placement `bind` records: the pod's reservation on that node when filter made one
+    /// (its facts and PVs as decided), else the pod as the watcher knows it.
     fn placement_for(
         &self,
         ns: &str,
@@ -737,29 +810,36 @@ impl Extender {
         node: &str,
         config: &Config,
     ) -> (Placement, Option<Arc<str>>) {
-        let in_cycle = self.cache.ledger().in_cycle(uid);
+        let now = Instant::now();
+        let reservation = self.cache.ledger().reservation(uid);
+        if let Some(mut r) = reservation.clone().filter(|r| r.node.as_ref() == node) {
+            r.expires = now + config.ledger_ttl;
+            let zone = r.zone.clone();
+            return (r, zone);
+        }
         let model = self.cache.read();
         let zone = model.node_id(node).and_then(|id| model.slot(id).obj.as_ref()).and_then(|o| o.zone.clone());
         // The pod as the watcher knows it, else as its filter saw it.
-        let (group, summary) = match model.pod(uid) {
-            Some(p) => {
+        let (group, summary) = match (model.pod(uid), reservation) {
+            (Some(p), _) => {
                 let bits = p.stowage.as_deref();
                 (
                     bits.and_then(|b| b.group.clone()),
                     PodSummary {
                         profile: bits.map(|b| b.profile.clone()),
                         primary: bits.is_some_and(|b| b.is_primary()),
-                        cpu_m: p.resources.cpu_m,
-                        mem: p.resources.mem,
-                        no_limits: p.resources.no_limits,
-                        best_effort: p.resources.best_effort,
+                        resources: p.resources,
                         claims: bits.map(|b| b.claims.to_vec()).unwrap_or_default(),
                     },
                 )
             }
-            None => in_cycle.map(|c| (c.group, c.summary)).unwrap_or_default(),
+            (None, Some(r)) => (
+                r.group,
+                PodSummary { profile: r.profile, primary: r.primary, resources: r.resources, claims: r.claims },
+            ),
+            (None, None) => (None, PodSummary::default()),
         };
-        let reserved = LedgerFacts::collect(self.cache.ledger(), &model, None, Instant::now()).reserved_pvs;
+        let reserved = LedgerFacts::collect(self.cache.ledger(), &model, None, uid, now).reserved_pvs;
         let claimed = local_data::likely_static_pvs(&model, ns, &summary.claims, node, &reserved);
         let placement = Placement {
             uid: Arc::from(uid),
@@ -768,22 +848,16 @@ impl Extender {
             group,
             node: self.cache.interner().intern(node),
             zone: zone.clone(),
-            cpu_m: summary.cpu_m,
-            mem: summary.mem,
+            resources: summary.resources,
             profile: summary.profile,
             primary: summary.primary,
-            no_limits: summary.no_limits,
-            best_effort: summary.best_effort,
+            claims: summary.claims,
             claimed_pvs: claimed,
-            expires: Instant::now() + config.ledger_ttl,
+            reserved: false,
+            expires: now + config.ledger_ttl,
         };
         (placement, zone)
     }
-}
-
-/// True when the policy has a rule that siblings in cycle could change.
-fn cares_about_siblings(p: &Policy<'_>) -> bool {
-    p.quorum == Quorum::Zone || p.zone_spread != Spread::Off || p.node_spread != Spread::Off
 }
 
 fn trim_raw(raw: &RawValue, interner: &crate::cache::Interner, cfg: &crate::cache::CacheConfig) -> Option<NodeObj> {

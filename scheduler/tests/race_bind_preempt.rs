@@ -1,4 +1,5 @@
-//! The race-closing wait, bind idempotency and the preemption guard.
+//! Bind idempotency and the preemption guard. (Back-to-back filters without binds:
+//! tests/reservations.rs.)
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -15,55 +16,6 @@ use stowage_scheduler::{
 
 fn base() -> Snapshot {
     Snapshot { nodes: six_nodes(), stateful_sets: vec![statefulset("db", "pg", 3, &["data"])], ..Snapshot::default() }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_sibling_filter_waits_for_the_in_cycle_member_bind() {
-    let w = world(PG_CONFIG, base());
-    let pod0 = member(0).build();
-    let pod1 = member(1).build();
-    // pg-0 passed filter on nodes in three zones: its zone is not known yet.
-    assert_eq!(w.filter(&pod0, &ALL).await.node_names.unwrap().len(), 6);
-    let ext = w.ext.clone();
-    let started = tokio::time::Instant::now();
-    let second = tokio::spawn(async move { ext.filter(args(&pod1, &ALL)).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!second.is_finished(), "pg-1's filter waits while pg-0 is in cycle");
-    assert_eq!(w.bind(&pod0, "a1").await, "");
-    let r = second.await.unwrap();
-    assert_eq!(started.elapsed(), Duration::from_millis(200));
-    assert_eq!(r.node_names.unwrap(), ["b1", "b2", "c1", "c2"], "pg-0's zone a is counted");
-    let d = w.ext.decisions().recent(Some("db/pg-1"), 1);
-    assert_eq!(d[0].waited_ms, 200);
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_wait_is_bounded_when_the_bind_never_comes() {
-    let w = world(PG_CONFIG, base());
-    assert_eq!(w.filter(&member(0).build(), &ALL).await.node_names.unwrap().len(), 6);
-    let started = tokio::time::Instant::now();
-    let r = w.filter(&member(1).build(), &ALL).await;
-    assert_eq!(started.elapsed(), Duration::from_millis(1500));
-    assert_eq!(r.node_names.unwrap().len(), 6, "after the deadline the filter proceeds without pg-0");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_single_zone_sibling_is_counted_without_waiting() {
-    let w = world(PG_CONFIG, base());
-    assert_eq!(w.filter(&member(0).build(), &["a1", "a2"]).await.node_names.unwrap().len(), 2);
-    let started = tokio::time::Instant::now();
-    let r = w.filter(&member(1).build(), &ALL).await;
-    assert_eq!(started.elapsed(), Duration::ZERO);
-    assert_eq!(r.node_names.unwrap(), ["b1", "b2", "c1", "c2"]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_retried_filter_of_the_same_pod_never_waits_for_itself() {
-    let w = world(PG_CONFIG, base());
-    assert_eq!(w.filter(&member(0).build(), &ALL).await.node_names.unwrap().len(), 6);
-    let started = tokio::time::Instant::now();
-    assert_eq!(w.filter(&member(0).build(), &ALL).await.node_names.unwrap().len(), 6);
-    assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
 fn bind_args(node: &str, uid: &str) -> ExtenderBindingArgs {

@@ -198,10 +198,11 @@ async fn requests_are_bounded_by_the_timeout() {
         w.ext.clone(),
         RouterOptions { request_timeout: Duration::from_millis(100), ..RouterOptions::default() },
     );
-    // pg-0 is in cycle over several zones, so pg-1's filter would wait up to 1.5 s.
-    assert_eq!(w.filter(&member(0).build(), &ALL).await.node_names.unwrap().len(), 6);
-    let body = serde_json::to_string(&args(&member(1).build(), &ALL)).unwrap();
-    let (status, _) = send(&app, post("/scheduler/filter", body)).await;
+    // A binding API call slower than the timeout.
+    w.binder.add_pod("db", "pg-0", "uid-db-pg-0", None);
+    w.binder.set_delay(Duration::from_secs(1));
+    let body = serde_json::json!({"PodName": "pg-0", "PodNamespace": "db", "PodUID": "uid-db-pg-0", "Node": "a1"});
+    let (status, _) = send(&app, post("/scheduler/bind", body.to_string())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 

@@ -66,7 +66,8 @@ async fn zone_c_full_leaves_the_third_member_pending_with_the_quorum_reason() {
     assert!(ev.message.contains("max 1 per zone"), "{}", ev.message);
     // With zone C back, only zone C is feasible.
     let r = w.filter(&member(2).build(), &ALL).await;
-    assert_eq!(r.node_names.unwrap(), ["c1", "c2"]);
+    assert_eq!(feasible(&r), ["c1", "c2"]);
+    assert_eq!(r.node_names.unwrap(), ["c1"], "filter reserves one of them");
 }
 
 #[tokio::test]
@@ -118,7 +119,7 @@ async fn wait_for_first_consumer_claims_need_a_fitting_available_pv() {
     let w = world(PG_CONFIG, snap);
     let pod = member(0).claim("data-pg-0").build();
     let r = w.filter(&pod, &ALL).await;
-    assert_eq!(r.node_names.unwrap(), ["b1", "c2"]);
+    assert_eq!(feasible(&r), ["b1", "c2"]);
     for n in ["a1", "a2", "b2", "c1"] {
         assert_eq!(
             r.failed_nodes.get(n),
@@ -181,7 +182,7 @@ async fn sibling_avoidance_refuses_with_require_and_scores_zero_with_prefer() {
     let w = world(&prefer, snap);
     let pod = member(1).claim("data-pg-1").build();
     let r = w.filter(&pod, &["a1", "a2"]).await;
-    assert_eq!(r.node_names.unwrap(), ["a1", "a2"]);
+    assert_eq!(feasible(&r), ["a1", "a2"]);
     let d = w.ext.decisions().recent(Some("db/pg-1"), 1);
     assert_eq!(d[0].verb, "filter");
     let _ = w.prioritize(&pod, &["a1", "a2"]);
@@ -266,7 +267,7 @@ async fn messages_list_only_the_zones_the_pod_may_use() {
     assert_eq!(zones, ["a", "b", "c"]);
     // Zone C back: placed there; the placement event lists the same zones.
     let r = w.filter(&pod, &ALL).await;
-    assert_eq!(r.node_names.unwrap(), ["c1", "c2"]);
+    assert_eq!(feasible(&r), ["c1", "c2"]);
     assert_eq!(w.bind(&pod, "c1").await, "");
     let ev = w.events.events();
     let placed = ev.iter().find(|e| e.reason == events::PLACED).expect("a placement event");
@@ -288,7 +289,7 @@ async fn required_zone_spread_honours_min_domains() {
     let w = world(cfg, snap.clone());
     let pod = member(1).node_selector("pool", "ab").build();
     let r = w.filter(&pod, &["a1", "a2", "b1", "b2"]).await;
-    assert_eq!(r.node_names.unwrap(), ["b1", "b2"]);
+    assert_eq!(feasible(&r), ["b1", "b2"]);
     assert!(r.failed_nodes.get("a2").unwrap().contains("maxSkew 1"));
     // Two eligible zones < minDomains 3: the global minimum is 0, so with a member in each
     // zone the third member fits nowhere (PodTopologySpread semantics).
@@ -301,7 +302,7 @@ async fn required_zone_spread_honours_min_domains() {
     // With minDomains 1 the minimum is 1 and both zones fit.
     let w = world("profiles:\n  pg: {zoneSpread: required, nodeSpread: off, quorum: off, minDomains: 1}\n", snap);
     let r = w.filter(&member(2).node_selector("pool", "ab").build(), &["a1", "a2", "b1", "b2"]).await;
-    assert_eq!(r.node_names.unwrap(), ["a1", "a2", "b1", "b2"]);
+    assert_eq!(feasible(&r), ["a1", "a2", "b1", "b2"]);
 }
 
 #[tokio::test]
@@ -317,11 +318,11 @@ async fn five_members_allow_two_two_one() {
     ];
     let w = world(cfg, snap.clone());
     let r = w.filter(&member(4).build(), &ALL).await;
-    assert_eq!(r.node_names.unwrap(), ["c1", "c2"], "2/2/1: max 2 per zone");
+    assert_eq!(feasible(&r), ["c1", "c2"], "2/2/1: max 2 per zone");
     snap.pods.remove(1);
     let w = world(cfg, snap);
     let r = w.filter(&member(4).build(), &ALL).await;
-    assert_eq!(r.node_names.unwrap(), ["a1", "a2", "c1", "c2"]);
+    assert_eq!(feasible(&r), ["a1", "a2", "c1", "c2"]);
 }
 
 #[tokio::test]
@@ -330,7 +331,7 @@ async fn nominated_members_count_in_their_zone() {
     snap.pods = vec![member(0).nominated("a1").build()];
     let w = world(PG_CONFIG, snap);
     let r = w.filter(&member(1).build(), &ALL).await;
-    assert_eq!(r.node_names.unwrap(), ["b1", "b2", "c1", "c2"]);
+    assert_eq!(feasible(&r), ["b1", "b2", "c1", "c2"]);
 }
 
 #[tokio::test]
@@ -351,7 +352,7 @@ async fn group_of_two_disables_the_quorum_guard() {
     let cfg = "profiles:\n  pg: {quorum: zone, nodeSpread: required, zoneSpread: preferred}\n";
     let w = world(cfg, snap);
     let r = w.filter(&member(1).build(), &ALL).await;
-    assert_eq!(r.node_names.unwrap(), ["a2", "b1", "b2", "c1", "c2"]);
+    assert_eq!(feasible(&r), ["a2", "b1", "b2", "c1", "c2"]);
     // Preferred zone spread: a2 scores lowest for spreading.
     let scores = w.prioritize(&member(1).build(), &["a2", "b1"]);
     assert!(scores[0].score < scores[1].score, "{scores:?}");
@@ -415,7 +416,9 @@ async fn full_node_objects_are_echoed_and_used_when_uncached() {
     let r = w.ext.filter(args).await;
     assert!(r.node_names.is_none());
     let back: Vec<String> = r.nodes.unwrap().items.iter().map(|r| r.get().to_owned()).collect();
-    // d1 is not cached but its labels (zone d) are read from the object sent.
-    assert_eq!(back, [sent[0].clone(), sent[1].clone()]);
+    // Only the reserved node comes back, byte for byte. d1 is not cached but its labels (zone
+    // d) are read from the object sent: it passed the rules and was merely not chosen.
+    assert_eq!(back, [sent[0].clone()]);
+    assert_eq!(r.failed_nodes.get("d1"), Some(stowage_scheduler::framework::NOT_CHOSEN.message));
     assert!(r.failed_and_unresolvable_nodes.get("nz").unwrap().contains("no zone label"));
 }

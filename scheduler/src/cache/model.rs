@@ -95,10 +95,12 @@ pub struct NodeAgg {
     pub pods: u32,
     /// Opted-in (stateful) pods.
     pub stateful: u32,
-    /// Pods lacking limits (not BestEffort).
+    /// Pods lacking limits (not BestEffort); node agents (DaemonSet and static pods) excluded.
     pub no_limits: u32,
-    /// BestEffort pods.
+    /// BestEffort pods; node agents excluded.
     pub best_effort: u32,
+    /// What the pods can take beyond their requests; node agents excluded.
+    pub burst: super::resources::Burst,
     /// Opted-in primaries that are not terminating.
     pub primaries: u32,
     /// Opted-in pods per profile name.
@@ -117,11 +119,14 @@ impl NodeAgg {
         self.cpu_m += sign * pod.resources.cpu_m;
         self.mem += sign * pod.resources.mem;
         bump(&mut self.pods);
-        if pod.resources.no_limits {
-            bump(&mut self.no_limits);
-        }
-        if pod.resources.best_effort {
-            bump(&mut self.best_effort);
+        if !pod.node_agent {
+            if pod.resources.no_limits {
+                bump(&mut self.no_limits);
+            }
+            if pod.resources.best_effort {
+                bump(&mut self.best_effort);
+            }
+            self.burst.apply(&pod.resources, sign);
         }
         if let Some(s) = &pod.stowage {
             bump(&mut self.stateful);

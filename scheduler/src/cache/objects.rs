@@ -190,6 +190,10 @@ pub struct PodObj {
     pub ready: bool,
     /// Requests and QoS facts.
     pub resources: PodResources,
+    /// A node agent: controlled by a DaemonSet, or a static (mirror) pod. Such pods run on every
+    /// node of their kind, so they neither tell nodes apart nor can a placement avoid them; the
+    /// noisy-neighbour term and `neighbours: avoid-unlimited` leave them out.
+    pub node_agent: bool,
     /// Policy facts, for opted-in pods only.
     pub stowage: Option<Box<StowageBits>>,
 }
@@ -236,6 +240,14 @@ pub fn controlling_statefulset(pod: &Pod) -> Option<String> {
         .flatten()
         .find(|r| r.controller == Some(true) && r.kind == "StatefulSet" && r.api_version.starts_with("apps/"))
         .map(|r| r.name.clone())
+}
+
+/// True for a pod controlled by a DaemonSet or a static pod's mirror.
+#[must_use]
+pub fn is_node_agent(pod: &Pod) -> bool {
+    let meta = &pod.metadata;
+    meta.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+        || meta.owner_references.iter().flatten().any(|r| r.controller == Some(true) && r.kind == "DaemonSet")
 }
 
 impl PodObj {
@@ -287,6 +299,7 @@ impl PodObj {
             terminating: meta.deletion_timestamp.is_some(),
             ready,
             resources,
+            node_agent: is_node_agent(pod),
             stowage,
         })
     }

@@ -151,13 +151,12 @@ fn bound_pods_retire_their_ledger_entries() {
         group: None,
         node: "n1".into(),
         zone: None,
-        cpu_m: 0,
-        mem: 0,
+        resources: crate::cache::resources::PodResources::default(),
         profile: None,
         primary: false,
-        no_limits: false,
-        best_effort: false,
+        claims: vec![],
         claimed_pvs: vec![],
+        reserved: false,
         expires: tokio::time::Instant::now() + Duration::from_secs(60),
     });
     c.applier::<Pod>().apply(Event::Apply(PodBuilder::new("db", "pg-0").build()));

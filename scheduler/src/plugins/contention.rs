@@ -1,21 +1,32 @@
 //! **Contention**: keep databases away from crowded and noisy nodes.
 //!
-//! Filter: the profile's density cap `{class, maxPerNode}` — opted-in pods on the node (bound and
-//! in flight) whose profile belongs to the same class — `count ≥ maxPerNode` is `Unschedulable`
-//! ([`DENSITY`]; preemption may free a slot).
+//! Filter:
+//! - the profile's density cap `{class, maxPerNode}` — opted-in pods on the node (bound and in
+//!   flight) whose profile belongs to the same class — `count ≥ maxPerNode` is `Unschedulable`
+//!   ([`DENSITY`]; preemption may free a slot);
+//! - the profile's `neighbours: avoid-unlimited`: a node running a BestEffort pod or a pod
+//!   without a cpu or memory limit (bound or in flight; node agents — DaemonSet and static
+//!   pods — excepted) is `Unschedulable` ([`UNLIMITED_NEIGHBOUR`]; preemption may evict it).
 //!
 //! Score (always active for opted-in pods), 0..100:
 //!
 //! ```text
 //! u        = max(cpu_req_after / cpu_alloc, mem_req_after / mem_alloc)   clamped to 0..1
-//!            (req_after = requests of bound pods + in-flight placements + this pod;
+//!            (req_after = requests of bound pods + in-flight pods + this pod;
 //!             zero allocatable counts as full)
 //! base     = 100 · (1 − u)                                   least-allocated style
 //! stateful = min(30, 10 · other opted-in pods on the node)   shared local disk, no IO isolation
-//! noisy    = min(20, 4 · pods without limits + 2 · BestEffort pods)
+//! burst    = max over cpu, memory of Σ (limit − request) / allocatable over the other pods,
+//!            where a missing limit is the node's allocatable; clamped to 0..1
+//! noisy    = 30 · burst                                      what neighbours can take
 //! pool     = +20 when the pod has a pool and the node matches its nodeSelector
 //! score    = clamp(base − stateful − noisy + pool, 0, 100)
 //! ```
+//!
+//! A pod without limits counts by what it can take (the whole node), not by its small
+//! requests: one BestEffort pod costs a node the full 30, a Burstable pod with a limit twice
+//! its request of 1 core on 8 cores about 4. Node agents are left out: they run on every
+//! node, so they cannot tell nodes apart.
 
 use std::sync::Arc;
 
@@ -34,12 +45,15 @@ pub static DENSITY: Reason =
 pub const STATEFUL_PENALTY: i64 = 10;
 /// Cap of the stateful penalty.
 pub const STATEFUL_PENALTY_MAX: i64 = 30;
-/// Penalty per pod without limits.
-pub const NO_LIMITS_PENALTY: i64 = 4;
-/// Penalty per BestEffort pod.
-pub const BEST_EFFORT_PENALTY: i64 = 2;
-/// Cap of the noisy-neighbour penalty.
-pub const NOISY_PENALTY_MAX: i64 = 20;
+/// The noisy-neighbour penalty when the other pods can take the whole node beyond their
+/// requests.
+pub const NOISY_PENALTY_MAX: i64 = 30;
+
+/// The node runs a pod without limits and the profile says `neighbours: avoid-unlimited`.
+pub static UNLIMITED_NEIGHBOUR: Reason = Reason {
+    code: "unlimited_neighbour",
+    message: "node(s) ran a pod without cpu or memory limits (neighbours: avoid-unlimited)",
+};
 /// Bonus for a node of the pod's pool.
 pub const POOL_BONUS: i64 = 20;
 
@@ -50,6 +64,8 @@ pub struct State {
     pub density: Option<(u32, Vec<Arc<str>>)>,
     /// The pod's pool node selector.
     pub pool: Option<std::collections::BTreeMap<String, String>>,
+    /// `neighbours: avoid-unlimited`.
+    pub avoid_unlimited: bool,
 }
 
 /// PreFilter: resolves the density class and pool.
@@ -65,7 +81,11 @@ pub fn pre_filter(_model: &Model, pod: &PodContext<'_>) -> State {
             .collect();
         (d.max_per_node, profiles)
     });
-    State { density, pool: pod.policy.pool.as_ref().map(|(_, p)| p.node_selector.clone()) }
+    State {
+        density,
+        pool: pod.policy.pool.as_ref().map(|(_, p)| p.node_selector.clone()),
+        avoid_unlimited: pod.policy.profile.neighbours == stowage_policy::config::Neighbours::AvoidUnlimited,
+    }
 }
 
 impl State {
@@ -92,10 +112,18 @@ impl FilterPlugin for Contention {
 
     fn filter(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
         let st = &state.contention;
-        match &st.density {
-            Some((max, _)) if st.class_count(node) >= *max => Status::new(Code::Unschedulable, &DENSITY),
-            _ => Status::success(),
+        let mut status = Status::success();
+        if let Some((max, _)) = &st.density
+            && st.class_count(node) >= *max
+        {
+            status.add(Code::Unschedulable, &DENSITY);
         }
+        if st.avoid_unlimited
+            && node.agg.no_limits + node.agg.best_effort + node.add.map_or(0, |a| a.no_limits + a.best_effort) > 0
+        {
+            status.add(Code::Unschedulable, &UNLIMITED_NEIGHBOUR);
+        }
+        status
     }
 }
 
@@ -117,10 +145,12 @@ impl ScorePlugin for Contention {
         let u = ratio_permille(cpu, node.obj.alloc_cpu_m).max(ratio_permille(mem, node.obj.alloc_mem));
         let base = MAX_NODE_SCORE * (1000 - u) / 1000;
         let stateful = i64::from(node.agg.stateful + add.map_or(0, |a| a.stateful));
-        let no_limits = i64::from(node.agg.no_limits + add.map_or(0, |a| a.no_limits));
-        let best_effort = i64::from(node.agg.best_effort + add.map_or(0, |a| a.best_effort));
+        let burst = match add {
+            Some(a) => node.agg.burst.plus(&a.burst),
+            None => node.agg.burst,
+        };
         let stateful_penalty = (STATEFUL_PENALTY * stateful).min(STATEFUL_PENALTY_MAX);
-        let noisy = (NO_LIMITS_PENALTY * no_limits + BEST_EFFORT_PENALTY * best_effort).min(NOISY_PENALTY_MAX);
+        let noisy = NOISY_PENALTY_MAX * burst.permille(node.obj.alloc_cpu_m, node.obj.alloc_mem) / 1000;
         let pool = match &state.contention.pool {
             Some(sel) if labels_match(sel, &node.obj.labels) => POOL_BONUS,
             _ => 0,

@@ -3,8 +3,8 @@
 //!
 //! Counting (PreFilter): members of the pod's group per zone and per node, from
 //! - pods in the cache that are bound (`nodeName`) or nominated (`nominatedNodeName`),
-//! - in-flight placements in the ledger (bound by us, not yet seen by the watcher),
-//! - members in cycle whose feasible nodes all lie in one zone (see [`crate::ledger`]),
+//! - the ledger's reservations (made by filter, awaiting bind) and placements (bound by us,
+//!   not yet seen by the watcher), see [`crate::ledger`],
 //!
 //! **excluding the pod itself and any older incarnation with the same namespace/name** (a
 //! StatefulSet member deleted and recreated has a new uid but must not count against itself),
@@ -184,15 +184,6 @@ pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> S
         }
         place(&mut st, node);
         counted.push(uid);
-    }
-    for (uid, name, zone) in &facts.group_in_cycle {
-        if same_pod(&group.namespace, name) || counted.contains(&uid) {
-            continue;
-        }
-        match model.zone_id(zone) {
-            Some(z) => st.zone_counts[usize::from(z)] += 1,
-            None => st.no_zone += 1,
-        }
     }
 
     if policy.zone_spread == Spread::Required {

@@ -773,7 +773,9 @@ mod tests {
         assert_eq!(result.error, "", "{result:?}");
         // Siblings run on node 0 (zone-0) and node 1 (zone-1), so zone-2 is the only one left,
         // and the unbound local claim needs an available PV (every 10th node has one).
-        let fits = vec![ClusterShape::node_name(20), ClusterShape::node_name(50)];
-        assert_eq!(result.node_names, Some(fits));
+        // The member is under cross-pod rules: filter reserves the best of the two and refuses
+        // the other as not chosen.
+        assert_eq!(result.node_names, Some(vec![ClusterShape::node_name(20)]));
+        assert_eq!(result.failed_nodes.get(&ClusterShape::node_name(50)), Some(crate::framework::NOT_CHOSEN.message));
     }
 }

@@ -132,6 +132,16 @@ impl World {
     }
 }
 
+/// The nodes that passed every filter rule: the nodes returned plus, for a pod under a cross-pod
+/// rule (filter returns only the node it reserved), the feasible nodes it did not choose.
+pub fn feasible(r: &ExtenderFilterResult) -> Vec<String> {
+    let not_chosen = stowage_scheduler::framework::NOT_CHOSEN.message;
+    let mut out = r.node_names.clone().unwrap_or_default();
+    out.extend(r.failed_nodes.0.iter().filter(|(_, why)| why.as_ref() == not_chosen).map(|(n, _)| n.clone()));
+    out.sort();
+    out
+}
+
 pub fn zone_of(node: &str) -> &str {
     &node[..1]
 }
