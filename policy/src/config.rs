@@ -168,6 +168,72 @@ impl fmt::Display for Neighbours {
     }
 }
 
+/// What the recovery controller does for members of a profile (`recovery.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RecoveryMode {
+    /// Nothing: members stranded on a dead node are left alone.
+    #[default]
+    Off,
+    /// Events and metrics say what would be done; nothing is changed.
+    Report,
+    /// A member stranded with its local volume on a dead node is rebuilt elsewhere.
+    Rebuild,
+}
+
+impl RecoveryMode {
+    /// Every accepted spelling, in documentation order.
+    pub const ALLOWED: &'static [&'static str] = &["off", "report", "rebuild"];
+
+    /// The canonical spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Report => "report",
+            Self::Rebuild => "rebuild",
+        }
+    }
+
+    /// Parses the exact canonical spelling.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "off" => Some(Self::Off),
+            "report" => Some(Self::Report),
+            "rebuild" => Some(Self::Rebuild),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RecoveryMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Recovery of members whose node died (`recovery` in a profile; docs/recovery.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Off, report or rebuild.
+    pub mode: RecoveryMode,
+    /// How long a node must be NotReady/Unknown, with no Lease renewal, before it counts as dead.
+    pub after: Duration,
+}
+
+impl Recovery {
+    /// Shortest accepted `after`: below it a slow node would be taken for a dead one.
+    pub const MIN_AFTER: Duration = Duration::from_secs(10);
+    /// Longest accepted `after`.
+    pub const MAX_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Self { mode: RecoveryMode::Off, after: Duration::from_secs(600) }
+    }
+}
+
 /// A named placement profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -203,6 +269,8 @@ pub struct Profile {
     pub weights: Option<Weights>,
     /// Score shape for local capacity fit.
     pub capacity_shape: Vec<ShapePoint>,
+    /// Recovery of members whose node died.
+    pub recovery: Recovery,
 }
 
 impl Default for Profile {
@@ -224,6 +292,7 @@ impl Default for Profile {
             neighbours: Neighbours::Any,
             weights: None,
             capacity_shape: default_shape(),
+            recovery: Recovery::default(),
         }
     }
 }
@@ -559,6 +628,7 @@ const PROFILE_FIELDS: &[&str] = &[
     "neighbours",
     "weights",
     "capacityShape",
+    "recovery",
 ];
 
 fn parse_config(w: &mut Walker, root: &Value) -> Config {
@@ -843,6 +913,19 @@ fn parse_profile(w: &mut Walker, path: &str, name: &str, v: &Value) -> Profile {
         None | Some(Value::Null) => {}
         Some(other) => w.issue(&f("capacityShape"), format!("expected a list of points, got {}", describe(other))),
     }
+    if let Some(r) = map.get("recovery").and_then(|v| w.object(&f("recovery"), v, &["mode", "after"])) {
+        let rpath = f("recovery");
+        if let Some(mode) = w.choice(&join(&rpath, "mode"), r.get("mode"), RecoveryMode::parse, RecoveryMode::ALLOWED) {
+            p.recovery.mode = mode;
+        }
+        if let Some(after) = w.duration(&join(&rpath, "after"), r.get("after")) {
+            if (Recovery::MIN_AFTER..=Recovery::MAX_AFTER).contains(&after) {
+                p.recovery.after = after;
+            } else {
+                w.issue(&join(&rpath, "after"), format!("{after:?} is out of range; allowed: 10s to 168h"));
+            }
+        }
+    }
     p
 }
 
@@ -923,6 +1006,27 @@ mod tests {
                 && got[0].contains("avoid-unlimited"),
             "{got:#?}"
         );
+    }
+
+    #[test]
+    fn recovery_parses_with_defaults_and_rejects_bad_values() {
+        let cfg = Config::from_yaml(
+            "profiles:\n  pg: {recovery: {mode: rebuild, after: 2m}}\n  r: {recovery: {mode: report}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.profile("pg").unwrap().recovery,
+            Recovery { mode: RecoveryMode::Rebuild, after: Duration::from_secs(120) }
+        );
+        assert_eq!(cfg.profile("r").unwrap().recovery.after, Duration::from_secs(600));
+        assert_eq!(cfg.profile(DEFAULT_PROFILE).unwrap().recovery.mode, RecoveryMode::Off);
+        let off = Config::from_yaml("profiles: {a: {recovery: {mode: off}}}").unwrap();
+        assert_eq!(off.profile("a").unwrap().recovery.mode, RecoveryMode::Off, "unquoted off means off");
+        let got = issues("profiles:\n  pg: {recovery: {mode: heal, after: 1s, when: now}}\n");
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(got.iter().any(|i| i.starts_with("profiles.pg.recovery.mode:") && i.contains("rebuild")), "{got:#?}");
+        assert!(got.iter().any(|i| i.starts_with("profiles.pg.recovery.after:") && i.contains("10s")), "{got:#?}");
+        assert!(got.iter().any(|i| i.starts_with("profiles.pg.recovery.when:")), "{got:#?}");
     }
 
     #[test]
