@@ -3,6 +3,11 @@
 //!
 //! A decision keeps, for big node lists, the full per-reason refusal counts but node-level detail
 //! only for the top scored nodes and a sample of refused ones, so recording stays cheap.
+//!
+//! The log is bounded in bytes as well as in entries: strings from the wire (pod and node names,
+//! error texts) are cut when recorded, lists are capped, and the oldest decisions are evicted
+//! once the total passes a byte budget (4 MiB). `/debug/decisions` serves what the log holds,
+//! so its answers are bounded too.
 
 use std::{collections::VecDeque, fmt::Write as _, sync::Arc};
 
@@ -21,6 +26,15 @@ use crate::{
 pub const DEFAULT_CAPACITY: usize = 256;
 /// Nodes kept in detail per decision (top scored, and refused samples).
 pub const DETAIL_NODES: usize = 20;
+/// Byte budget of the decision log (an estimate of the heap it holds).
+const DEFAULT_BYTE_BUDGET: usize = 4 << 20;
+/// Longest name kept in a decision: holds any valid `namespace/name` (63 + 1 + 253 bytes), node
+/// name, zone or uid whole, so lookups by name still match.
+const MAX_NAME: usize = 320;
+/// Longest error text or detail line kept.
+const MAX_TEXT: usize = 2048;
+/// Most entries kept in each list of a decision (nodes, detail lines, zones, refusals).
+const MAX_LIST: usize = 64;
 
 /// Per-plugin scores (0..100).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -240,11 +254,88 @@ pub fn node_table(nodes: &[NodeLine]) -> String {
     out
 }
 
-/// A bounded ring buffer of recent decisions.
+impl Decision {
+    /// Cuts the decision to the log's limits: long strings end in an ellipsis, long lists keep
+    /// their first [`MAX_LIST`] entries (detail lines say how many were left out). What is cut
+    /// is also released (truncating alone keeps the capacity).
+    fn bound(&mut self) {
+        fn cut(s: &mut String, max: usize) {
+            if s.len() > max {
+                stowage_policy::text::truncate(s, max);
+                s.shrink_to_fit();
+            }
+        }
+        fn cap<T>(list: &mut Vec<T>) {
+            if list.len() > MAX_LIST {
+                list.truncate(MAX_LIST);
+                list.shrink_to_fit();
+            }
+        }
+        cut(&mut self.pod, MAX_NAME);
+        cut(&mut self.uid, MAX_NAME);
+        if let Some(g) = &mut self.group {
+            cut(g, MAX_NAME);
+        }
+        if let Some(e) = &mut self.error {
+            cut(e, MAX_TEXT);
+        }
+        cap(&mut self.zone_counts);
+        for z in &mut self.zone_counts {
+            cut(&mut z.zone, MAX_NAME);
+        }
+        cap(&mut self.refusals);
+        cap(&mut self.nodes);
+        for n in &mut self.nodes {
+            cut(&mut n.node, MAX_NAME);
+            if let Some(z) = &mut n.zone {
+                cut(z, MAX_NAME);
+            }
+            cut(&mut n.reason, MAX_TEXT);
+        }
+        if self.detail.len() > MAX_LIST {
+            let more = self.detail.len() - (MAX_LIST - 1);
+            self.detail.truncate(MAX_LIST - 1);
+            self.detail.push(format!("{} and {more} more", stowage_policy::text::ELLIPSIS));
+            self.detail.shrink_to_fit();
+        }
+        for d in &mut self.detail {
+            cut(d, MAX_TEXT);
+        }
+    }
+
+    /// An estimate of the heap bytes the decision holds (capacities, not only lengths).
+    fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        size_of::<Self>()
+            + self.time.capacity()
+            + self.pod.capacity()
+            + self.uid.capacity()
+            + opt(&self.group)
+            + opt(&self.error)
+            + self.zone_counts.capacity() * size_of::<ZoneCount>()
+            + self.zone_counts.iter().map(|z| z.zone.capacity()).sum::<usize>()
+            + self.refusals.capacity() * size_of::<RefusalCount>()
+            + self.nodes.capacity() * size_of::<NodeLine>()
+            + self.nodes.iter().map(|n| n.node.capacity() + opt(&n.zone) + n.reason.capacity()).sum::<usize>()
+            + self.detail.capacity() * size_of::<String>()
+            + self.detail.iter().map(String::capacity).sum::<usize>()
+    }
+}
+
+/// A bounded ring buffer of recent decisions: at most `capacity` entries and about
+/// `byte_budget` bytes (the newest decision is always kept).
 #[derive(Debug)]
 pub struct DecisionLog {
     capacity: usize,
-    ring: Mutex<VecDeque<Arc<Decision>>>,
+    byte_budget: usize,
+    ring: Mutex<Ring>,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    entries: VecDeque<(Arc<Decision>, usize)>,
+    bytes: usize,
 }
 
 impl Default for DecisionLog {
@@ -254,31 +345,54 @@ impl Default for DecisionLog {
 }
 
 impl DecisionLog {
-    /// A log keeping at most `capacity` decisions.
+    /// A log keeping at most `capacity` decisions within [`DEFAULT_BYTE_BUDGET`].
     #[must_use]
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), ring: Mutex::new(VecDeque::with_capacity(capacity.max(1))) }
+        Self::with_budget(capacity, DEFAULT_BYTE_BUDGET)
     }
 
-    /// Appends a decision, evicting the oldest when full.
-    pub fn push(&self, d: Decision) {
-        let mut ring = self.ring.lock();
-        if ring.len() == self.capacity {
-            ring.pop_front();
+    /// A log keeping at most `capacity` decisions and about `byte_budget` bytes.
+    fn with_budget(capacity: usize, byte_budget: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            capacity,
+            byte_budget,
+            ring: Mutex::new(Ring { entries: VecDeque::with_capacity(capacity.min(4096)), bytes: 0 }),
         }
-        ring.push_back(Arc::new(d));
+    }
+
+    /// Appends a decision (cut to the log's limits), evicting the oldest while the log holds
+    /// more than its capacity or its byte budget.
+    pub fn push(&self, mut d: Decision) {
+        d.bound();
+        let size = d.heap_bytes();
+        let mut ring = self.ring.lock();
+        ring.entries.push_back((Arc::new(d), size));
+        ring.bytes += size;
+        while ring.entries.len() > self.capacity || (ring.bytes > self.byte_budget && ring.entries.len() > 1) {
+            let Some((_, evicted)) = ring.entries.pop_front() else { break };
+            ring.bytes -= evicted;
+        }
     }
 
     /// The newest decisions first, optionally only for `namespace/name`, at most `limit`.
     #[must_use]
     pub fn recent(&self, pod: Option<&str>, limit: usize) -> Vec<Arc<Decision>> {
-        self.ring.lock().iter().rev().filter(|d| pod.is_none_or(|p| d.pod == p)).take(limit).cloned().collect()
+        let ring = self.ring.lock();
+        ring.entries
+            .iter()
+            .rev()
+            .map(|(d, _)| d)
+            .filter(|d| pod.is_none_or(|p| d.pod == p))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// The newest decision of `verb` for a pod uid.
     #[must_use]
     pub fn last_for(&self, uid: &str, verb: &str) -> Option<Arc<Decision>> {
-        self.ring.lock().iter().rev().find(|d| d.uid == uid && d.verb == verb).cloned()
+        self.ring.lock().entries.iter().rev().map(|(d, _)| d).find(|d| d.uid == uid && d.verb == verb).cloned()
     }
 }
 
@@ -525,6 +639,53 @@ mod tests {
         let ex = explain(&cache(&cfg), &cfg, &PodBuilder::new("apps", "web").build());
         assert!(!ex.opted_in);
         assert!(ex.render_text().contains("not opted in"));
+    }
+
+    fn heavy(i: usize) -> Decision {
+        let long = "x".repeat(10_000);
+        let mut d = Decision::new("bind", format!("db/{i}{long}"), format!("u{i}"));
+        d.error = Some(long.clone());
+        d.detail = vec![long.clone(); 100];
+        d.nodes = (0..100)
+            .map(|j| NodeLine {
+                node: format!("{j}{long}"),
+                zone: Some(long.clone()),
+                feasible: false,
+                code: "Unschedulable",
+                plugin: None,
+                reason: long.clone(),
+                scores: PluginScores::default(),
+                combined: 0,
+                score: 0,
+            })
+            .collect();
+        d.zone_counts = vec![ZoneCount { zone: long, members: 1 }; 100];
+        d
+    }
+
+    #[test]
+    fn the_decision_log_is_bounded_in_bytes() {
+        let log = DecisionLog::with_budget(256, 1 << 20);
+        let usage = |log: &DecisionLog| {
+            let ring = log.ring.lock();
+            (ring.entries.len(), ring.bytes)
+        };
+        for i in 0..20 {
+            log.push(heavy(i));
+            let (entries, bytes) = usage(&log);
+            assert!(bytes <= 1 << 20 || entries == 1, "{entries} entries, {bytes} bytes");
+        }
+        let (entries, _) = usage(&log);
+        assert!((2..20).contains(&entries), "old decisions were evicted, several fit: {entries}");
+        let newest = &log.recent(None, 1)[0];
+        assert!(newest.pod.starts_with("db/19") && newest.pod.ends_with('…') && newest.pod.len() <= MAX_NAME);
+        assert_eq!((newest.nodes.len(), newest.detail.len(), newest.zone_counts.len()), (MAX_LIST, MAX_LIST, MAX_LIST));
+        assert!(newest.detail.last().unwrap().ends_with("and 37 more"));
+        let all = log.recent(None, usize::MAX);
+        let json = serde_json::to_string(&all.iter().map(|d| d.as_ref()).collect::<Vec<_>>()).unwrap();
+        assert!(json.len() < 2 << 20, "{} bytes", json.len());
+        let text: usize = log.recent(None, usize::MAX).iter().map(|d| d.render_text().len()).sum();
+        assert!(text < 2 << 20, "{text} bytes");
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! | `/healthz` | GET | 200 |
 //!
 //! Protocol errors are HTTP errors with a JSON body `{"code": N, "message": "..."}`: a malformed
-//! body is 400 (naming serde's line/column and the missing field), a wrong content type 415, a
+//! body is 400 (naming serde's line/column and the missing field), so is a candidate node
+//! without a name (a node named twice is answered once: see
+//! `ExtenderArgs::dedupe_candidates`), a wrong content type 415, a
 //! wrong method 405, a body above the limit 413 (from `Content-Length` before reading anything,
 //! or while reading a chunked body). Logical failures are 200 with the reply's `Error`, as the
 //! scheduler expects. Each request is bounded by a timeout kept below the scheduler's
@@ -30,6 +32,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use stowage_policy::text;
 use tokio::time::Instant;
 use tower_http::timeout::TimeoutLayer;
 
@@ -37,6 +40,9 @@ use crate::{
     extender::v1::{ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs},
     service::Extender,
 };
+
+/// Longest piece of a request (header value, serde error) quoted in an error body.
+const MAX_ECHO: usize = 256;
 
 /// Router settings.
 #[derive(Debug, Clone, Copy)]
@@ -140,13 +146,24 @@ fn decode<T: DeserializeOwned>(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
                 "{verb}: content type must be application/json, got {:?}",
-                if ct.is_empty() { "(none)" } else { ct }
+                if ct.is_empty() { "(none)".to_owned() } else { text::clip(ct, MAX_ECHO) }
             ),
         ));
     }
     let bytes = body.map_err(|r| ApiError::new(r.status(), format!("{verb}: {}", r.body_text())))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{verb}: invalid request body: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        // serde quotes offending strings whole.
+        let e = text::clip(&e.to_string(), MAX_ECHO);
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{verb}: invalid request body: {e}"))
+    })
+}
+
+/// Decodes `filter`/`prioritize` arguments with their candidates made a set.
+fn decode_args(verb: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<ExtenderArgs, ApiError> {
+    let mut args: ExtenderArgs = decode(verb, headers, body)?;
+    args.dedupe_candidates()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{verb}: invalid candidate nodes: {e}")))?;
+    Ok(args)
 }
 
 fn record(ext: &Extender, verb: &'static str, start: Instant) {
@@ -155,7 +172,7 @@ fn record(ext: &Extender, verb: &'static str, start: Instant) {
 
 async fn filter(State(ext): State<Arc<Extender>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let start = Instant::now();
-    let resp = match decode::<ExtenderArgs>("filter", &headers, body) {
+    let resp = match decode_args("filter", &headers, body) {
         Ok(args) => Json(ext.filter(args).await).into_response(),
         Err(e) => {
             ext.metrics().error("filter", "bad_request");
@@ -172,7 +189,7 @@ async fn prioritize(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let start = Instant::now();
-    let resp = match decode::<ExtenderArgs>("prioritize", &headers, body) {
+    let resp = match decode_args("prioritize", &headers, body) {
         Ok(args) => Json(ext.prioritize(args)).into_response(),
         Err(e) => {
             ext.metrics().error("prioritize", "bad_request");
@@ -237,6 +254,7 @@ async fn decisions(
         }
         None | Some("json") => Json(list.iter().map(|d| d.as_ref()).collect::<Vec<_>>()).into_response(),
         Some(other) => {
+            let other = text::clip(other, MAX_ECHO);
             ApiError::new(StatusCode::BAD_REQUEST, format!("format {other:?} is not allowed; use json or text"))
                 .into_response()
         }

@@ -175,6 +175,74 @@ go_deserialize!(ExtenderArgs, "ExtenderArgs {Pod, Nodes, NodeNames}", {
     pod = "Pod", nodes = "Nodes", node_names = "NodeNames",
 }, required { pod = "Pod" });
 
+/// A candidate list kube-scheduler would never send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CandidateError {
+    /// An empty entry in `NodeNames`.
+    #[error("NodeNames[{0}] is empty; every candidate node needs a name")]
+    EmptyName(usize),
+    /// A `Nodes` item that is not an object with a non-empty `metadata.name`.
+    #[error("Nodes.items[{0}] has no name (metadata.name missing, empty or not a string)")]
+    NamelessNode(usize),
+}
+
+impl ExtenderArgs {
+    /// Makes the candidates a set, as kube-scheduler sends them: a node named twice is kept
+    /// once (its first occurrence, order preserved), so a reply never holds the same key twice
+    /// in `FailedNodes` or two scores for one host.
+    ///
+    /// # Errors
+    /// A candidate without a name: there is nothing to answer about it.
+    pub(crate) fn dedupe_candidates(&mut self) -> Result<(), CandidateError> {
+        if let Some(names) = &mut self.node_names {
+            if let Some(i) = names.iter().position(String::is_empty) {
+                return Err(CandidateError::EmptyName(i));
+            }
+            let keep = first_occurrences(names.iter().map(String::as_str));
+            retain_marked(names, &keep);
+        }
+        if let Some(list) = &mut self.nodes {
+            let mut names = Vec::with_capacity(list.items.len());
+            for (i, raw) in list.items.iter().enumerate() {
+                match node_name(raw) {
+                    Some(name) if !name.is_empty() => names.push(name),
+                    _ => return Err(CandidateError::NamelessNode(i)),
+                }
+            }
+            let keep = first_occurrences(names.iter().map(|n| &**n));
+            retain_marked(&mut list.items, &keep);
+        }
+        Ok(())
+    }
+}
+
+/// For each name, whether it is the first with that name.
+fn first_occurrences<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Vec<bool> {
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    names.map(|n| seen.insert(n)).collect()
+}
+
+/// Keeps the items marked `true` (`keep` has one mark per item).
+fn retain_marked<T>(items: &mut Vec<T>, keep: &[bool]) {
+    let mut marks = keep.iter();
+    items.retain(|_| marks.next().copied().unwrap_or(true));
+}
+
+/// The `metadata.name` of a raw node object, unescaped when it holds JSON escapes.
+fn node_name(raw: &RawValue) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Meta<'a> {
+        #[serde(borrow)]
+        name: Option<Cow<'a, str>>,
+    }
+    #[derive(Deserialize)]
+    struct Obj<'a> {
+        #[serde(borrow)]
+        metadata: Option<Meta<'a>>,
+    }
+    serde_json::from_str::<Obj<'_>>(raw.get()).ok()?.metadata?.name
+}
+
 // === ExtenderFilterResult ===
 
 /// Node name → reason, kept in input order and serialised as a JSON object (`FailedNodesMap`).
