@@ -1,4 +1,5 @@
-//! A real etcd + kube-apiserver on 127.0.0.1, and clients for it.
+//! A real cluster on 127.0.0.1 — etcd, kube-apiserver, kube-controller-manager and kwok's
+//! simulated kubelets — and clients for it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::binaries::Binaries;
+use crate::controllers::{self, ControllerManagerFiles};
 use crate::pki::{self, CertPair};
 use crate::process::{Janitor, Supervised, free_ports, indent};
 use crate::scheduler::{SchedulerConfig, SchedulerHandle};
@@ -67,7 +69,12 @@ impl Identity {
     }
 }
 
-/// A running etcd + kube-apiserver and an admin [`kube::Client`] bound to the caller's runtime.
+/// A running etcd + kube-apiserver + kube-controller-manager + kwok, and an admin
+/// [`kube::Client`] bound to the caller's runtime.
+///
+/// Nodes labelled [`crate::KWOK_NODE_LABEL`] (every [`crate::fake_node`]) are run by kwok:
+/// their Leases are renewed and their pods become Running/Ready, so real StatefulSets, the real
+/// PV binder and the real node lifecycle work as in a cluster with kubelets.
 ///
 /// The processes live as long as any `ControlPlane` (or [`SchedulerHandle`]) refers to them;
 /// the one behind [`ControlPlane::shared`] lives until the test process exits. Children never
@@ -104,7 +111,7 @@ impl fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts a dedicated control plane (10-20 s on two cores); it stops when the last handle drops.
+    /// Starts a dedicated cluster (seconds on two cores); it stops when the last handle drops.
     ///
     /// Prefer [`ControlPlane::shared`] unless a test needs its own apiserver.
     pub async fn start() -> Result<Self> {
@@ -199,8 +206,30 @@ impl ControlPlane {
 
     /// Process ids of etcd and kube-apiserver (their supervising shells; the component is a
     /// child), named, for CPU accounting in benchmarks.
-    pub fn pids(&self) -> [(&'static str, u32); 2] {
-        [("etcd", self.cluster.etcd.pid()), ("kube-apiserver", self.cluster.apiserver.pid())]
+    pub fn pids(&self) -> [(&'static str, u32); 4] {
+        [
+            ("etcd", self.cluster.etcd.pid()),
+            ("kube-apiserver", self.cluster.apiserver.pid()),
+            ("kube-controller-manager", self.cluster.controller_manager.pid()),
+            ("kwok", self.cluster.kwok.pid()),
+        ]
+    }
+
+    /// The Kubernetes release under test, e.g. `v1.35.8` (from the binaries' cache directory).
+    pub fn kubernetes_version(&self) -> String {
+        self.cluster.binaries.kubernetes_version().unwrap_or_else(|| "unknown".to_owned())
+    }
+
+    /// Stops kube-controller-manager for good (to prove a test depends on it); the cluster stays
+    /// otherwise usable. Only for a dedicated cluster ([`ControlPlane::start`]).
+    pub fn stop_controller_manager(&self) {
+        self.cluster.controller_manager.stop();
+    }
+
+    /// Stops kwok for good: every node stops renewing its Lease and no pod turns Ready. Only for
+    /// a dedicated cluster ([`ControlPlane::start`]).
+    pub fn stop_kwok(&self) {
+        self.cluster.kwok.stop();
     }
 
     /// A client for `identity`, bound to the caller's runtime.
@@ -278,7 +307,7 @@ impl ControlPlane {
         SchedulerHandle::start(Arc::clone(&self.cluster), config_yaml).await
     }
 
-    /// State and last log lines of etcd and kube-apiserver.
+    /// State and last log lines of etcd, kube-apiserver, kube-controller-manager and kwok.
     pub fn diagnostics(&self) -> String {
         self.cluster.diagnostics(LOG_LINES)
     }
@@ -291,6 +320,8 @@ impl ControlPlane {
 
 /// The processes and files of one control plane, independent of any async runtime.
 pub(crate) struct Cluster {
+    kwok: Supervised,
+    controller_manager: Supervised,
     apiserver: Supervised,
     etcd: Supervised,
     janitor: Mutex<Option<Janitor>>,
@@ -328,12 +359,11 @@ impl Cluster {
             }
         };
         eprintln!(
-            "[testkit] control plane ready in {:.1?} at {} (dir {}; logs {} and {})",
+            "[testkit] Kubernetes {} with kube-controller-manager and kwok ready in {:.1?} at {} (dir {}; logs *.log there)",
+            cluster.binaries.kubernetes_version().unwrap_or_else(|| "(unknown version)".to_owned()),
             cluster.startup,
             cluster.server_url,
             cluster.dir.display(),
-            cluster.etcd.log_path().display(),
-            cluster.apiserver.log_path().display(),
         );
         Ok(cluster)
     }
@@ -450,14 +480,30 @@ impl Cluster {
             &apiserver_args,
             &dir.join("kube-apiserver.log"),
         )?;
+        let kubeconfig = dir.join("admin.kubeconfig");
+        // The controllers start at once and retry until the apiserver answers.
+        let ca_key = pki_dir.join("ca.key");
+        let controller_manager = controllers::start_controller_manager(
+            binaries,
+            &ControllerManagerFiles {
+                kubeconfig: &kubeconfig,
+                ca_cert: &ca_path,
+                ca_key: &ca_key,
+                service_account_key: &sa_key,
+            },
+            &dir,
+        )?;
+        let kwok = controllers::start_kwok(binaries, &kubeconfig, &dir)?;
 
         let mut cluster = Self {
+            kwok,
+            controller_manager,
             apiserver,
             etcd,
             janitor: Mutex::new(janitor),
             etcd_dir,
             temp,
-            kubeconfig: dir.join("admin.kubeconfig"),
+            kubeconfig,
             dir,
             server_url,
             ca: ca.pair().clone(),
@@ -470,6 +516,13 @@ impl Cluster {
         std::fs::write(&cluster.kubeconfig, cluster.kubeconfig_yaml(&Identity::Admin))
             .context("writing the admin kubeconfig")?;
         cluster.wait_for_apiserver(scaled(Duration::from_secs(90))).await?;
+        let admin = cluster.client_for(&Identity::Admin).await?;
+        controllers::wait_for_controller_manager(&admin, &cluster.controller_manager, scaled(Duration::from_secs(60)))
+            .await
+            .map_err(|e| anyhow!("{e:#}\n{}", cluster.diagnostics(LOG_LINES)))?;
+        if let Some(status) = cluster.kwok.exit_status() {
+            bail!("kwok exited with {status} during startup\n{}", cluster.kwok.describe_failure(LOG_LINES));
+        }
         cluster.startup = started.elapsed();
         Ok(cluster)
     }
@@ -531,17 +584,21 @@ impl Cluster {
 
     pub(crate) fn diagnostics(&self, lines: usize) -> String {
         format!(
-            "control plane at {} (dir {}):\n{}\n{}",
+            "control plane at {} (dir {}):\n{}\n{}\n{}\n{}",
             self.server_url,
             self.dir.display(),
             self.etcd.describe_failure(lines),
-            self.apiserver.describe_failure(lines)
+            self.apiserver.describe_failure(lines),
+            self.controller_manager.describe_failure(lines),
+            self.kwok.describe_failure(lines)
         )
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.kwok.stop();
+        self.controller_manager.stop();
         self.apiserver.stop();
         self.etcd.stop();
         drop(self.etcd_dir.take());

@@ -1,13 +1,18 @@
 //! End-to-end test support for stowage: real components, no mocks.
 //!
-//! * [`ControlPlane`] runs etcd and kube-apiserver as local processes (binaries located or built
-//!   by [`Binaries`]), with a throw-away CA, an admin token and kubeconfigs for any [`Identity`].
-//!   [`ControlPlane::shared`] gives every test in a test binary the same control plane.
+//! * [`ControlPlane`] runs etcd, kube-apiserver, kube-controller-manager (every default
+//!   controller) and kwok (simulated kubelets) as local processes (binaries located or built by
+//!   [`Binaries`], for the Kubernetes version in `$STOWAGE_K8S_VERSION`), with a throw-away CA, an
+//!   admin token and kubeconfigs for any [`Identity`]. [`ControlPlane::shared`] gives every test
+//!   in a test binary the same cluster. Real StatefulSets create their pods, the real PV
+//!   controller binds claims, kwok runs pods on [`fake_node`]s, and [`kill_node`] makes the node
+//!   lifecycle controller see a node die.
 //! * [`ControlPlane::start_scheduler`] runs kube-scheduler with a [`SchedulerConfig`] (profiles,
 //!   [`Extender`]s).
-//! * Builders for fake nodes, storage, StatefulSet pods ([`fake_node`], [`local_pv`], [`pvc`],
-//!   [`statefulset_pod`], ...) and polling helpers ([`wait_for_pod_bound`],
-//!   [`assert_pod_stays_unbound`], [`pod_events`], [`force_delete_pod`]).
+//! * Builders for nodes, storage, StatefulSets and pods ([`fake_node`], [`local_pv`], [`pvc`],
+//!   [`statefulset`], [`pod`], ...) and polling helpers ([`wait_for_pod_bound`],
+//!   [`wait_for_statefulset_ready`], [`assert_pod_stays_unbound`], [`pod_events`],
+//!   [`force_delete_pod`], [`wait_for_node_ready_status`]).
 //! * [`RecordingProxy`], a transparent HTTP(S) reverse proxy that records what a real component
 //!   sent to a webhook or extender and what it got back.
 //! * [`Supervised`] runs any other binary (e.g. `stowage serve`) with the same no-orphan guarantee.
@@ -18,6 +23,8 @@
 
 mod binaries;
 mod control_plane;
+mod controllers;
+mod lifecycle;
 mod objects;
 mod pki;
 mod process;
@@ -26,8 +33,13 @@ mod scheduler;
 mod stowage;
 mod wait;
 
-pub use binaries::{Binaries, ETCD_BIN_ENV, K8S_BIN_ENV, workspace_root};
+pub use binaries::{Binaries, ETCD_BIN_ENV, K8S_BIN_ENV, K8S_VERSION_ENV, KWOK_BIN_ENV, workspace_root};
 pub use control_plane::{ControlPlane, Identity, KEEP_ENV};
+pub use controllers::{KWOK_NODE_ALIVE, KWOK_NODE_LABEL, NODE_LEASE_SECONDS, NODE_MONITOR_GRACE};
+pub use lifecycle::{
+    delete_statefulset, is_ready, kill_node, node_ready_status, revive_node, statefulset_pods, wait_for_claim_bound,
+    wait_for_node_ready_status, wait_for_pod_ready, wait_for_statefulset_ready,
+};
 pub use objects::{
     HOSTNAME_LABEL, NodeBuilder, PersistentVolumeBuilder, PodBuilder, PvcBuilder, REGION_LABEL, STS_POD_INDEX_LABEL,
     STS_POD_NAME_LABEL, StatefulSetBuilder, StorageClassBuilder, TEST_IMAGE, ZONE_LABEL, create, create_nodes,

@@ -9,8 +9,9 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Container, Namespace, Node, NodeAffinity, NodeCondition, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, NodeSpec, NodeStatus, ObjectReference, PersistentVolume, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, Pod, PodSpec, PodTemplateSpec,
-    ResourceRequirements, Taint, Toleration, Volume, VolumeNodeAffinity, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, Pod, PodAffinityTerm,
+    PodAntiAffinity, PodSpec, PodTemplateSpec, ResourceRequirements, Taint, Toleration, TopologySpreadConstraint,
+    Volume, VolumeNodeAffinity, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -134,12 +135,19 @@ pub struct NodeBuilder {
     unschedulable: bool,
 }
 
-/// A fake Node: labels `kubernetes.io/hostname=<name>`, `kubernetes.io/os=linux`,
-/// `kubernetes.io/arch=amd64`; capacity = allocatable = 4 CPU, 16Gi memory, 110 pods,
-/// 100Gi ephemeral storage; a `Ready=True` condition. No taints, schedulable. The apiserver
-/// accepts status on create, and no controller ever changes it.
+/// A node run by kwok's simulated kubelet: labels `kubernetes.io/hostname=<name>`,
+/// `kubernetes.io/os=linux`, `kubernetes.io/arch=amd64` and [`crate::KWOK_NODE_LABEL`] (so kwok
+/// renews its Lease and runs its pods); capacity = allocatable = 4 CPU, 16Gi memory, 110 pods,
+/// 100Gi ephemeral storage; registered `Ready=True`, as a kubelet registers. No taints,
+/// schedulable. The node lifecycle controller watches it like any other: see
+/// [`crate::kill_node`].
 pub fn fake_node(name: &str) -> NodeBuilder {
-    let labels = to_map(&[(HOSTNAME_LABEL, name), ("kubernetes.io/os", "linux"), ("kubernetes.io/arch", "amd64")]);
+    let labels = to_map(&[
+        (HOSTNAME_LABEL, name),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", "amd64"),
+        (crate::KWOK_NODE_LABEL, crate::KWOK_NODE_ALIVE),
+    ]);
     let capacity = to_map(&[("cpu", "4"), ("memory", "16Gi"), ("pods", "110"), ("ephemeral-storage", "100Gi")]);
     NodeBuilder {
         name: name.to_owned(),
@@ -705,6 +713,46 @@ impl PodBuilder {
         self
     }
 
+    /// CloudNativePG's default scheduling rule: preferred pod anti-affinity, weight 100, on
+    /// `kubernetes.io/hostname`, against pods labelled `key=value` (its `cnpg.io/cluster`).
+    #[must_use]
+    pub fn cloudnativepg_default_rule(self, key: &str, value: &str) -> Self {
+        let term = WeightedPodAffinityTerm {
+            weight: 100,
+            pod_affinity_term: PodAffinityTerm {
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(to_map(&[(key, value)])),
+                    match_expressions: None,
+                }),
+                topology_key: HOSTNAME_LABEL.to_owned(),
+                ..PodAffinityTerm::default()
+            },
+        };
+        self.affinity(Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![term]),
+                required_during_scheduling_ignored_during_execution: None,
+            }),
+            ..Affinity::default()
+        })
+    }
+
+    /// Crunchy PGO v5's default scheduling rule: topology spread over `kubernetes.io/hostname`
+    /// and `topology.kubernetes.io/zone`, `maxSkew: 1`, `whenUnsatisfiable: ScheduleAnyway`,
+    /// counting pods labelled `key=value`.
+    #[must_use]
+    pub fn crunchy_pgo_default_rule(mut self, key: &str, value: &str) -> Self {
+        let constraint = |topology: &str| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: topology.to_owned(),
+            when_unsatisfiable: "ScheduleAnyway".to_owned(),
+            label_selector: Some(LabelSelector { match_labels: Some(to_map(&[(key, value)])), match_expressions: None }),
+            ..TopologySpreadConstraint::default()
+        };
+        self.spec().topology_spread_constraints = Some(vec![constraint(HOSTNAME_LABEL), constraint(ZONE_LABEL)]);
+        self
+    }
+
     /// Requires a node whose `key` label is one of `values` (required node affinity).
     #[must_use]
     pub fn require_node_label_in(self, key: &str, values: &[&str]) -> Self {
@@ -792,8 +840,8 @@ pub struct StatefulSetBuilder {
 }
 
 /// A StatefulSet `name` with `replicas`, selector `app=<name>` (added to the template's labels),
-/// and `serviceName: <name>`. No controller-manager runs, so creating it creates no pods; create
-/// them with [`statefulset_pod`] and [`PodBuilder::owned_by`].
+/// `serviceName: <name>` and the default `OrderedReady` pod management. The real StatefulSet
+/// controller creates its pods (and the claims of its `volumeClaimTemplates`).
 pub fn statefulset(namespace: &str, name: &str, replicas: i32, template: PodTemplateSpec) -> StatefulSetBuilder {
     let mut template = template;
     let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
@@ -824,6 +872,15 @@ pub fn statefulset(namespace: &str, name: &str, replicas: i32, template: PodTemp
 }
 
 impl StatefulSetBuilder {
+    /// `podManagementPolicy: Parallel`: every member is created at once.
+    #[must_use]
+    pub fn parallel(mut self) -> Self {
+        if let Some(spec) = self.sts.spec.as_mut() {
+            spec.pod_management_policy = Some("Parallel".to_owned());
+        }
+        self
+    }
+
     /// Adds a `volumeClaimTemplates` entry.
     #[must_use]
     pub fn volume_claim_template(mut self, name: &str, storage_class: &str, size: &str) -> Self {

@@ -3,14 +3,16 @@
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, Pod};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta};
 use stowage_testkit::{
-    ControlPlane, Extender, Identity, SchedulerConfig, assert_pod_stays_unbound, create, create_nodes, delete_nodes,
-    fake_node, force_delete_pod, local_pv, namespace, node_name, pod, pod_events, poll_until, pvc, statefulset,
-    statefulset_pod, storage_class, unique_name, wait_for_pod_bound, wait_for_pod_event, wait_for_pods_bound,
+    ControlPlane, Extender, Identity, NODE_MONITOR_GRACE, SchedulerConfig, assert_pod_stays_unbound, create,
+    create_nodes, delete_nodes, delete_statefulset, fake_node, force_delete_pod, kill_node, local_pv, namespace,
+    node_name, pod, pod_events, poll_until, revive_node, statefulset, statefulset_pods, storage_class, unique_name,
+    wait_for_claim_bound, wait_for_node_ready_status, wait_for_pod_bound, wait_for_pod_event, wait_for_pod_ready,
+    wait_for_pods_bound, wait_for_statefulset_ready,
 };
 
 async fn whoami(client: kube::Client) -> (String, Vec<String>) {
@@ -84,30 +86,133 @@ async fn rbac_is_enforced_for_impersonated_service_accounts() {
     .unwrap();
 }
 
+/// The bed is real: the StatefulSet controller creates the members (OrderedReady, one after the
+/// other), the real PV controller binds their WaitForFirstConsumer claims to local volumes the
+/// way sig-storage-local-static-provisioner publishes them (one too small for the claim), and
+/// kwok runs the pods until they are Ready. Fails when kube-controller-manager is not running
+/// (no pods, no binding) or kwok is not (never Ready).
 #[tokio::test]
-async fn storage_and_statefulset_objects_are_accepted() {
+async fn a_statefulset_is_run_by_the_real_controllers_on_local_volumes() {
     let cp = ControlPlane::shared().await.expect("control plane");
     let client = cp.client();
-    let ns = namespace(&client, "objects").await.unwrap();
+    let ns = namespace(&client, "bed").await.unwrap();
+    let scheduler = unique_name("bed");
+    let _scheduler = cp.start_scheduler(&SchedulerConfig::new(&scheduler)).await.unwrap();
+    let pool = unique_name("bed");
+    let nodes: Vec<String> = (0..2).map(|i| format!("{pool}-{i}")).collect();
+    create_nodes(&client, nodes.iter().map(|n| fake_node(n).label("pool", &pool).build())).await.unwrap();
     let class = unique_name("local");
     create(&client, &storage_class(&class).wait_for_first_consumer().build()).await.unwrap();
-    let node = unique_name("objects-node");
-    create(&client, &fake_node(&node).zone("zone-a").build()).await.unwrap();
-    let pv = unique_name("pv");
-    create(&client, &local_pv(&pv, &node, "10Gi", &class).claim_ref(&ns, "data-db-0").build()).await.unwrap();
-    create(&client, &pvc(&ns, "data-db-0", &class, "10Gi").volume_name(&pv).build()).await.unwrap();
+    // Two volumes that fit on node 0 and 1, and a 1Gi one on node 0 that no 10Gi claim may take.
+    for (pv, node, size) in [("fit-0", &nodes[0], "10Gi"), ("fit-1", &nodes[1], "20Gi"), ("small", &nodes[0], "1Gi")] {
+        create(&client, &local_pv(&format!("{class}-{pv}"), node, size, &class).build()).await.unwrap();
+    }
+    let template = pod(&ns, "db").scheduler_name(&scheduler).node_selector("pool", &pool).cpu("100m").template();
+    let sts = statefulset(&ns, "db", 2, template).volume_claim_template("data", &class, "10Gi").build();
+    create(&client, &sts).await.unwrap();
 
-    let template = statefulset_pod(&ns, "db", 0).cpu("100m").template();
-    let sts =
-        create(&client, &statefulset(&ns, "db", 1, template).volume_claim_template("data", &class, "10Gi").build())
-            .await
-            .unwrap();
-    let pod = statefulset_pod(&ns, "db", 0).owned_by(&sts).pvc_volume("data", "data-db-0").build();
-    let pod = create(&client, &pod).await.unwrap();
-    let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!(Some(&owner.uid), sts.metadata.uid.as_ref());
-    force_delete_pod(&client, &ns, "db-0").await.unwrap();
-    force_delete_pod(&client, &ns, "db-0").await.unwrap();
+    let pods = wait_for_statefulset_ready(&client, &ns, "db", 2, Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", cp.diagnostics()));
+    let mut volumes = Vec::new();
+    for (name, pod) in &pods {
+        let claim = wait_for_claim_bound(&client, &ns, &format!("data-{name}"), Duration::from_secs(30)).await.unwrap();
+        let pv = claim.spec.and_then(|s| s.volume_name).expect("bound claim names its volume");
+        assert_ne!(pv, format!("{class}-small"), "a 1Gi volume cannot hold a 10Gi claim");
+        let pv_obj = Api::<PersistentVolume>::all(client.clone()).get(&pv).await.unwrap();
+        let pinned = pv_obj.spec.and_then(|s| s.node_affinity).and_then(|a| a.required).map(|r| {
+            r.node_selector_terms[0].match_expressions.clone().unwrap_or_default()[0].values.clone().unwrap_or_default()
+        });
+        assert_eq!(pinned, Some(vec![node_name(pod).unwrap().to_owned()]), "{name} runs where its volume is");
+        volumes.push(pv);
+        let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.controller), ("StatefulSet", Some(true)));
+    }
+    assert_eq!(volumes.len(), 2);
+    delete_statefulset(&client, &ns, "db", Duration::from_secs(60)).await.unwrap();
+    delete_nodes(&client, nodes).await.unwrap();
+}
+
+/// A node whose kubelet goes silent ([`kill_node`]) turns `Unknown` through the real node
+/// lifecycle controller and is tainted `node.kubernetes.io/unreachable`; its pod is not
+/// confirmed deleted (it stays Terminating, as with a dead kubelet). Revived, it is Ready again.
+#[tokio::test]
+async fn a_killed_node_turns_unknown_and_keeps_its_pod_terminating_until_revived() {
+    let cp = ControlPlane::shared().await.expect("control plane");
+    let client = cp.client();
+    let ns = namespace(&client, "death").await.unwrap();
+    let node = unique_name("death");
+    create(&client, &fake_node(&node).build()).await.unwrap();
+    let mut p = pod(&ns, "resident").cpu("100m").build();
+    p.spec.as_mut().unwrap().node_name = Some(node.clone());
+    create(&client, &p).await.unwrap();
+    wait_for_pod_ready(&client, &ns, "resident", Duration::from_secs(30)).await.unwrap();
+
+    kill_node(&client, &node).await.unwrap();
+    let grace = NODE_MONITOR_GRACE + Duration::from_secs(30);
+    let dead = wait_for_node_ready_status(&client, &node, "Unknown", grace)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", cp.diagnostics()));
+    let taints: Vec<String> = dead.spec.and_then(|s| s.taints).unwrap_or_default().into_iter().map(|t| t.key).collect();
+    poll_until("the unreachable taint", Duration::from_secs(20), Duration::from_millis(250), || async {
+        let n = Api::<Node>::all(client.clone()).get(&node).await?;
+        let keys: Vec<String> = n.spec.and_then(|s| s.taints).unwrap_or_default().into_iter().map(|t| t.key).collect();
+        Ok(keys.iter().any(|k| k == "node.kubernetes.io/unreachable").then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#} (taints when Unknown: {taints:?})"));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.delete("resident", &Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stuck = pods.get("resident").await.expect("no kubelet confirms the deletion");
+    assert!(stuck.metadata.deletion_timestamp.is_some());
+
+    revive_node(&client, &node).await.unwrap();
+    let alive = wait_for_node_ready_status(&client, &node, "True", grace).await.unwrap();
+    let taints: Vec<String> = alive.spec.and_then(|s| s.taints).unwrap_or_default().into_iter().map(|t| t.key).collect();
+    poll_until("the unreachable taint to go", Duration::from_secs(20), Duration::from_millis(250), || async {
+        let n = Api::<Node>::all(client.clone()).get(&node).await?;
+        let keys: Vec<String> = n.spec.and_then(|s| s.taints).unwrap_or_default().into_iter().map(|t| t.key).collect();
+        Ok((!keys.iter().any(|k| k.starts_with("node.kubernetes.io/"))).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#} (taints when Ready: {taints:?})"));
+    // kwok v0.8 does not replay a deletion that happened while the node was released (a real
+    // kubelet would finish it when it comes back), so the pod is removed by force.
+    force_delete_pod(&client, &ns, "resident").await.unwrap();
+    delete_nodes(&client, [node]).await.unwrap();
+}
+
+/// The negative controls: on a cluster whose kwok is stopped, a StatefulSet's pod is created
+/// (by kube-controller-manager) and bound but never Ready, and the node turns `Unknown`; once
+/// kube-controller-manager is stopped too, a new StatefulSet gets no pod at all. So the positive
+/// tests above pass only because both really run.
+#[tokio::test]
+async fn without_kwok_pods_never_turn_ready_and_without_the_controller_manager_none_are_created() {
+    let cp = ControlPlane::start().await.expect("dedicated control plane");
+    let client = cp.client();
+    let ns = namespace(&client, "controls").await.unwrap();
+    let scheduler = unique_name("controls");
+    let _scheduler = cp.start_scheduler(&SchedulerConfig::new(&scheduler)).await.unwrap();
+    let node = unique_name("controls");
+    create(&client, &fake_node(&node).build()).await.unwrap();
+    let template = |name: &str| pod(&ns, name).scheduler_name(&scheduler).cpu("100m").template();
+
+    cp.stop_kwok();
+    create(&client, &statefulset(&ns, "no-kubelet", 1, template("no-kubelet")).build()).await.unwrap();
+    let bound = wait_for_pod_bound(&client, &ns, "no-kubelet-0", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(node_name(&bound), Some(node.as_str()));
+    let not_ready = wait_for_pod_ready(&client, &ns, "no-kubelet-0", Duration::from_secs(5)).await;
+    assert!(not_ready.is_err(), "no kwok, no Ready: {not_ready:?}");
+    wait_for_node_ready_status(&client, &node, "Unknown", NODE_MONITOR_GRACE + Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    cp.stop_controller_manager();
+    create(&client, &statefulset(&ns, "no-controller", 1, template("no-controller")).build()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pods = statefulset_pods(&client, &ns, "no-controller").await.unwrap();
+    assert!(pods.is_empty(), "no kube-controller-manager, no pods: {:?}", pods.keys());
 }
 
 #[tokio::test]
