@@ -42,6 +42,9 @@ pub enum Command {
     /// Config file tooling.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Zone-failure readiness: for every group, whether losing any one zone or node keeps a
+    /// Ready majority. Exit code 3 when a group is not zone-safe.
+    Audit(AuditArgs),
 }
 
 /// Which servers `serve` runs.
@@ -51,6 +54,8 @@ pub enum Component {
     Extender,
     /// The mutating admission webhook.
     Webhook,
+    /// The leader-elected recovery controller (docs/recovery.md).
+    Recovery,
 }
 
 /// Arguments of `stowage serve`.
@@ -113,6 +118,38 @@ pub struct ServeArgs {
     /// endpoints are withdrawn first.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
+    /// Recovery: namespace of its Lease (stowage's own namespace).
+    #[arg(long, default_value = "stowage-system", env = "POD_NAMESPACE")]
+    pub recovery_namespace: String,
+    /// Recovery: this replica's identity in the Lease (default: the host name, i.e. the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub recovery_identity: Option<String>,
+    /// Recovery: how often the leader renews its Lease and decides.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub recovery_interval: Duration,
+    /// Recovery: Lease duration (a new leader takes over this long after the old one stops).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub recovery_lease_duration: Duration,
+    /// Recovery: cluster-wide cap on rebuilds in flight.
+    #[arg(long, default_value_t = 1)]
+    pub recovery_max_in_flight: usize,
+}
+
+/// Arguments of `stowage audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Audit a cluster snapshot (as for `explain`) instead of the live cluster.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+    /// Kubeconfig for the live cluster (default: in-cluster, then $KUBECONFIG / ~/.kube/config).
+    #[arg(long, conflicts_with = "snapshot")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Cluster config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 /// Arguments of `stowage explain`.
@@ -249,6 +286,16 @@ mod tests {
         let Command::Serve(args) = cli.command else { panic!("expected serve") };
         assert_eq!(args.components, vec![Component::Extender, Component::Webhook]);
         assert_eq!(args.webhook_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn recovery_is_a_component_and_audit_a_command() {
+        let cli = Cli::try_parse_from(["stowage", "serve", "--components", "webhook,recovery"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("expected serve") };
+        assert_eq!(args.components, vec![Component::Webhook, Component::Recovery]);
+        assert_eq!(args.recovery_max_in_flight, 1);
+        let cli = Cli::try_parse_from(["stowage", "audit", "--snapshot", "s.json", "--output", "json"]).unwrap();
+        assert!(matches!(cli.command, Command::Audit(AuditArgs { output: Output::Json, .. })));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! cluster config), [`stowage_scheduler`] (the extender), [`stowage_webhook`] (admission) and
 //! [`stowage_certs`] (TLS). Each subcommand lives in its own module.
 
+mod audit_cmd;
 mod certs_cmd;
 pub mod cli;
 mod commands;
@@ -12,6 +13,7 @@ mod kube_client;
 mod mutate_cmd;
 mod serve;
 mod serve_extender;
+mod waiting;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mutate(args) => mutate_cmd::mutate(&args),
         Command::Serve(args) => runtime()?.block_on(serve::serve(*args)),
         Command::Explain(args) => explain_cmd::explain_cmd(&args),
+        Command::Audit(args) => runtime()?.block_on(audit_cmd::audit(&args)),
     }
 }
 

@@ -35,7 +35,8 @@ type ReadyCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let extender_on = args.components.contains(&Component::Extender);
     let webhook_on = args.components.contains(&Component::Webhook);
-    anyhow::ensure!(extender_on || webhook_on, "--components names nothing to run");
+    let recovery_on = args.components.contains(&Component::Recovery);
+    anyhow::ensure!(extender_on || webhook_on || recovery_on, "--components names nothing to run");
 
     let config = Arc::new(ArcSwap::from_pointee(crate::commands::load_config(args.config.as_deref())?));
     let mut registry = Registry::default();
@@ -149,6 +150,11 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ));
     }
 
+    if recovery_on {
+        let client = client.clone().context("the recovery controller needs a live cluster, not --snapshot")?;
+        tasks.spawn(start_recovery(&args, client, Arc::clone(&config), &mut registry).run(stop_rx.clone()));
+    }
+
     let admin_state = Arc::new(AdminState { registry, checks, stopping: stop_rx.clone() });
     let admin = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -184,6 +190,32 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The recovery controller, leader-elected among the replicas running it (docs/recovery.md).
+fn start_recovery(
+    args: &ServeArgs,
+    client: kube::Client,
+    config: Arc<ArcSwap<Config>>,
+    registry: &mut Registry,
+) -> stowage_recovery::Controller {
+    let identity = args
+        .recovery_identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("stowage-{}", std::process::id()));
+    let options = stowage_recovery::Options {
+        namespace: args.recovery_namespace.clone(),
+        identity,
+        interval: args.recovery_interval,
+        lease_duration: args.recovery_lease_duration,
+        max_in_flight: args.recovery_max_in_flight,
+        ..stowage_recovery::Options::default()
+    };
+    info!(identity = %options.identity, lease = %format!("{}/{}", options.namespace, options.lease_name), "recovery controller");
+    let metrics = stowage_recovery::RecoveryMetrics::register(registry);
+    stowage_recovery::Controller::new(client, config, options, metrics)
 }
 
 struct AdminState {

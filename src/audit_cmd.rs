@@ -1,0 +1,130 @@
+//! `stowage audit`: zone-failure readiness of every group, from the live cluster or a snapshot.
+//! Exit code 3 when a group is not zone-safe, so a CI/CD step can gate on it.
+
+use std::{fmt::Write as _, process::ExitCode};
+
+use anyhow::Context as _;
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    coordination::v1::Lease,
+    core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod},
+};
+use kube::{Api, api::ListParams};
+use stowage_recovery::{
+    audit::{GroupAudit, audit as audit_groups},
+    facts::{NODE_LEASE_NAMESPACE, Objects, group_facts, node_facts},
+};
+
+use crate::cli::{AuditArgs, Output};
+
+/// Exit code when at least one group would lose its majority with one zone.
+pub(crate) const NOT_ZONE_SAFE: u8 = 3;
+
+/// Everything the audit reads.
+#[derive(Default)]
+struct Cluster {
+    nodes: Vec<Node>,
+    leases: Vec<Lease>,
+    pods: Vec<Pod>,
+    claims: Vec<PersistentVolumeClaim>,
+    volumes: Vec<PersistentVolume>,
+    statefulsets: Vec<StatefulSet>,
+}
+
+async fn list<K>(api: Api<K>) -> anyhow::Result<Vec<K>>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let what = K::kind(&K::DynamicType::default()).into_owned();
+    Ok(api.list(&ListParams::default()).await.with_context(|| format!("listing {what}s"))?.items)
+}
+
+async fn live(args: &AuditArgs) -> anyhow::Result<Cluster> {
+    let client = crate::kube_client::client(args.kubeconfig.as_deref()).await?;
+    Ok(Cluster {
+        nodes: list(Api::all(client.clone())).await?,
+        // Node Leases are optional evidence; a cluster without access to them still audits.
+        leases: list(Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE)).await.unwrap_or_default(),
+        pods: list(Api::all(client.clone())).await?,
+        claims: list(Api::all(client.clone())).await?,
+        volumes: list(Api::all(client.clone())).await?,
+        statefulsets: list(Api::all(client)).await?,
+    })
+}
+
+/// Runs the audit and prints it.
+pub(crate) async fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let config = crate::commands::load_config(args.config.as_deref())?;
+    let cluster = match &args.snapshot {
+        Some(path) => {
+            let snap = stowage_scheduler::snapshot::Snapshot::load(path)?;
+            for warning in &snap.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Cluster {
+                nodes: snap.nodes,
+                leases: Vec::new(),
+                pods: snap.pods,
+                claims: snap.persistent_volume_claims,
+                volumes: snap.persistent_volumes,
+                statefulsets: snap.stateful_sets,
+            }
+        }
+        None => live(args).await?,
+    };
+    let objects = Objects {
+        nodes: &cluster.nodes,
+        leases: &cluster.leases,
+        pods: &cluster.pods,
+        claims: &cluster.claims,
+        volumes: &cluster.volumes,
+        statefulsets: &cluster.statefulsets,
+    };
+    let groups = group_facts(&objects, &config);
+    let report = audit_groups(&groups, &node_facts(&cluster.nodes, &cluster.leases, &config));
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "groups": report }))?),
+        Output::Text => print!("{}", text(&report)),
+    }
+    Ok(if report.iter().all(|g| g.zone_safe) { ExitCode::SUCCESS } else { ExitCode::from(NOT_ZONE_SAFE) })
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
+
+fn text(report: &[GroupAudit]) -> String {
+    let mut out = String::new();
+    if report.is_empty() {
+        out.push_str("no stowage groups found\n");
+        return out;
+    }
+    for g in report {
+        let zones: Vec<String> = g.ready_per_zone.iter().map(|(z, n)| format!("{z}={n}")).collect();
+        let _ = writeln!(
+            out,
+            "{}: n={} majority={} ready={} per zone [{}] recovery={}",
+            g.group,
+            g.n,
+            g.majority,
+            g.ready,
+            zones.join(" "),
+            g.recovery.join(",")
+        );
+        let worst = |w: &Option<(String, u32)>| {
+            w.as_ref().map_or_else(String::new, |(name, left)| format!(" (losing {name} leaves {left})"))
+        };
+        let _ = writeln!(out, "  zone-safe: {}{}", yes_no(g.zone_safe), worst(&g.worst_zone));
+        let _ = writeln!(out, "  node-safe: {}{}", yes_no(g.node_safe), worst(&g.worst_node));
+        if !g.on_unhealthy_nodes.is_empty() {
+            let _ = writeln!(out, "  on NotReady or missing nodes: {}", g.on_unhealthy_nodes.join(", "));
+        }
+        if !g.pending.is_empty() {
+            let _ = writeln!(out, "  Pending: {}", g.pending.join(", "));
+        }
+    }
+    let unsafe_groups = report.iter().filter(|g| !g.zone_safe).count();
+    let _ = writeln!(out, "{} group(s), {unsafe_groups} not zone-safe", report.len());
+    out
+}
