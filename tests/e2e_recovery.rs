@@ -1,0 +1,323 @@
+//! The recovery controller end to end: the real `stowage serve --components recovery`, a real
+//! kube-apiserver, kube-controller-manager (StatefulSet, PV binder, node lifecycle, taint
+//! eviction), a plain kube-scheduler and kwok's simulated kubelets. A node holding a member's
+//! local volume is "killed" (kwok stops renewing its Lease); the node lifecycle controller marks
+//! it Unknown and taints it, taint eviction deletes the member (it stays Terminating: no kubelet
+//! confirms), and then only stowage can bring the member back.
+//!
+//! Each test has its own namespace, nodes (selected through a unique pool label), storage class,
+//! scheduler, stowage process, profile name (so one test's controller never resolves another
+//! test's pods) and Lease namespace.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, PodTemplateSpec};
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+use stowage_testkit::{
+    ControlPlane, SchedulerConfig, SchedulerHandle, StowageArgs, StowageProcess, create, create_nodes, delete_nodes,
+    describe_pod, fake_node, is_ready, kill_node, local_pv, namespace, node_name, pod, pod_events, poll_until,
+    revive_node, scaled, statefulset, statefulset_pods, storage_class, unique_name, wait_for_node_ready_status,
+    wait_for_statefulset_ready,
+};
+
+const POOL_LABEL: &str = "stowage-e2e/pool";
+const LOG_LINES: usize = 80;
+/// The profile's `after` in the tests.
+const AFTER_SECS: u64 = 20;
+
+/// One test's world: three zones, a spare node in zone a, a 3-member StatefulSet on local
+/// volumes, and the stowage recovery controller.
+struct Bed {
+    client: Client,
+    ns: String,
+    sts: String,
+    /// a1, a2 (zone a), b1, c1.
+    nodes: BTreeMap<&'static str, String>,
+    class: String,
+    _scheduler: SchedulerHandle,
+    stowage: StowageProcess,
+    _dir: tempfile::TempDir,
+}
+
+fn stowage_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stowage"))
+}
+
+/// Tolerations that make taint eviction start 5 s after the node is tainted (the default is
+/// 300 s), a required hostname anti-affinity among the members, and a real termination grace
+/// period: an evicted member then stays Terminating on its dead node, as in a real cluster (with
+/// 0 the apiserver would remove it at once).
+fn member_template(profile: &str, scheduler: &str, pool: &str, sts: &str) -> PodTemplateSpec {
+    let mut template = pod("", "")
+        .annotation("stowage.io/profile", profile)
+        .scheduler_name(scheduler)
+        .node_selector(POOL_LABEL, pool)
+        .template();
+    let spec = template.spec.as_mut().expect("spec");
+    spec.termination_grace_period_seconds = Some(30);
+    spec.tolerations = Some(
+        ["node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"]
+            .iter()
+            .map(|key| {
+                serde_json::from_value(
+                    json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}),
+                )
+                .expect("toleration")
+            })
+            .collect(),
+    );
+    spec.affinity = Some(
+        serde_json::from_value(json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": sts}}}
+        ]}}))
+        .expect("affinity"),
+    );
+    template
+}
+
+impl Bed {
+    /// `mode`/`after` go into a profile unique to this test.
+    async fn start(prefix: &str, mode: &str, after_secs: u64) -> Self {
+        let cp = ControlPlane::shared().await.expect("control plane");
+        let client = cp.client();
+        let ns = namespace(&client, prefix).await.expect("namespace");
+        let pool = unique_name(prefix);
+        let mut nodes = BTreeMap::new();
+        let mut objects = Vec::new();
+        for (key, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("c1", "c")] {
+            let name = format!("{pool}-{key}");
+            objects.push(fake_node(&name).zone(zone).label(POOL_LABEL, &pool).build());
+            nodes.insert(key, name);
+        }
+        create_nodes(&client, objects).await.expect("nodes");
+        let class = unique_name("rec-local");
+        create(&client, &storage_class(&class).wait_for_first_consumer().build()).await.expect("storage class");
+        for key in ["a1", "b1", "c1"] {
+            let node = &nodes[key];
+            create(&client, &local_pv(&format!("{node}-pv"), node, "1Gi", &class).build()).await.expect("pv");
+        }
+
+        let profile = unique_name("rec");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!("profiles:\n  {profile}:\n    recovery: {{mode: {mode}, after: {after_secs}s}}\n"),
+        )
+        .expect("config");
+        let scheduler_name = unique_name("rec-sched");
+        let scheduler = cp.start_scheduler(&SchedulerConfig::new(&scheduler_name)).await.expect("scheduler");
+        let lease_ns = namespace(&client, "rec-lease").await.expect("lease namespace");
+        let stowage = StowageProcess::start(
+            &StowageArgs::new(&stowage_bin(), "recovery")
+                .kubeconfig(cp.kubeconfig_path())
+                .config(&config)
+                .arg(format!("--recovery-namespace={lease_ns}"))
+                .arg("--recovery-identity=e2e")
+                .arg("--recovery-interval=1s")
+                .arg("--recovery-lease-duration=5s")
+                .env("RUST_LOG", "info,stowage_recovery=debug"),
+            &dir.path().join("stowage.log"),
+        )
+        .await
+        .expect("stowage starts");
+
+        let sts = "pg".to_owned();
+        let template = member_template(&profile, &scheduler_name, &pool, &sts);
+        create(
+            &client,
+            &statefulset(&ns, &sts, 3, template).parallel().volume_claim_template("data", &class, "1Gi").build(),
+        )
+        .await
+        .expect("statefulset");
+        let bed = Self { client, ns, sts, nodes, class, _scheduler: scheduler, stowage, _dir: dir };
+        let pods = wait_for_statefulset_ready(&bed.client, &bed.ns, &bed.sts, 3, scaled(Duration::from_secs(90)))
+            .await
+            .unwrap_or_else(|e| panic!("members Ready: {e:#}\n{}", bed.stowage.log_tail(LOG_LINES)));
+        let on: Vec<&str> = pods.values().filter_map(node_name).collect();
+        assert!(!on.contains(&bed.nodes["a2"].as_str()), "a2 has no volume yet: {on:?}");
+        bed
+    }
+
+    /// The member on node `key`, and its claim.
+    async fn member_on(&self, key: &str) -> (Pod, PersistentVolumeClaim) {
+        let pods = statefulset_pods(&self.client, &self.ns, &self.sts).await.expect("pods");
+        let pod = pods.into_values().find(|p| node_name(p) == Some(self.nodes[key].as_str())).expect("a member");
+        let claim = self.claim(&format!("data-{}", pod.name_any())).await.expect("its claim");
+        (pod, claim)
+    }
+
+    async fn claim(&self, name: &str) -> Option<PersistentVolumeClaim> {
+        Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &self.ns).get_opt(name).await.expect("get claim")
+    }
+
+    async fn pod(&self, name: &str) -> Option<Pod> {
+        Api::<Pod>::namespaced(self.client.clone(), &self.ns).get_opt(name).await.expect("get pod")
+    }
+
+    /// Waits for a stowage Event with `reason` on pod `name` whose note contains `text`.
+    async fn wait_for_event(&self, name: &str, reason: &str, text: &str, timeout: Duration) -> String {
+        let found = poll_until(&format!("{reason} on {name}"), scaled(timeout), Duration::from_millis(500), || async {
+            let events = pod_events(&self.client, &self.ns, name).await?;
+            Ok(events
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .filter_map(|e| e.message)
+                .find(|m| m.contains(text)))
+        })
+        .await;
+        match found {
+            Ok(message) => message,
+            Err(e) => panic!(
+                "{e:#}\n{}\n{}",
+                describe_pod(&self.client, &self.ns, name).await,
+                self.stowage.log_tail(LOG_LINES)
+            ),
+        }
+    }
+
+    async fn cleanup(self) {
+        let names: Vec<String> = self.nodes.values().cloned().collect();
+        let _ = delete_nodes(&self.client, names).await;
+        let _ = self.class;
+    }
+}
+
+fn uid(obj: &impl kube::Resource) -> String {
+    obj.meta().uid.clone().unwrap_or_default()
+}
+
+/// The node under a member's local volume dies: after `after` the member runs again on the
+/// zone's spare node with a new claim; the other members are never touched; the old volume is
+/// Released, not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_on_a_dead_nodes_local_volume_is_rebuilt_in_its_zone() {
+    let bed = Bed::start("rec-rebuild", "rebuild", AFTER_SECS).await;
+    let (victim, claim) = bed.member_on("a1").await;
+    let victim_name = victim.name_any();
+    let others: BTreeMap<String, String> = statefulset_pods(&bed.client, &bed.ns, &bed.sts)
+        .await
+        .expect("pods")
+        .into_iter()
+        .filter(|(name, _)| *name != victim_name)
+        .map(|(name, p)| (name, uid(&p)))
+        .collect();
+    let old_pv = claim.spec.as_ref().and_then(|s| s.volume_name.clone()).expect("bound claim");
+    let spare = &bed.nodes["a2"];
+    create(&bed.client, &local_pv(&format!("{spare}-pv"), spare, "1Gi", &bed.class).build()).await.expect("spare pv");
+
+    kill_node(&bed.client, &bed.nodes["a1"]).await.expect("kill a1");
+    bed.wait_for_event(&victim_name, "StowageRecoveryRebuild", "delete claim(s)", Duration::from_secs(120)).await;
+
+    let rebuilt = poll_until(
+        "the member Ready again on a2",
+        scaled(Duration::from_secs(120)),
+        Duration::from_millis(500),
+        || async {
+            let pod = bed.pod(&victim_name).await;
+            Ok(pod.filter(|p| uid(p) != uid(&victim) && is_ready(p) && p.metadata.deletion_timestamp.is_none()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", bed.stowage.log_tail(LOG_LINES)));
+    assert_eq!(node_name(&rebuilt), Some(spare.as_str()), "rebuilt in zone a, on the spare node");
+    let new_claim = bed.claim(&format!("data-{victim_name}")).await.expect("a new claim");
+    assert_ne!(uid(&new_claim), uid(&claim), "a fresh claim");
+    assert_eq!(new_claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()), Some(format!("{spare}-pv").as_str()));
+    for (name, before) in &others {
+        let now = bed.pod(name).await.expect("other member still there");
+        assert_eq!(&uid(&now), before, "{name} was never deleted");
+    }
+    let pv = Api::<PersistentVolume>::all(bed.client.clone()).get(&old_pv).await.expect("the old volume is kept");
+    assert_eq!(pv.status.and_then(|s| s.phase).as_deref(), Some("Released"), "Retain: released, never deleted");
+    let metrics = bed.stowage.metrics().await.expect("metrics");
+    assert!(
+        stowage_testkit::metric_sum(&metrics, "stowage_recovery_actions_total", &["mode=\"rebuild\""]) >= 1.0,
+        "{metrics}"
+    );
+    bed.cleanup().await;
+}
+
+/// The primary's node dies: nothing is deleted, and the Event says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_is_never_rebuilt() {
+    let bed = Bed::start("rec-primary", "rebuild", AFTER_SECS).await;
+    let (victim, claim) = bed.member_on("a1").await;
+    let name = victim.name_any();
+    Api::<Pod>::namespaced(bed.client.clone(), &bed.ns)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"role": "primary"}}})))
+        .await
+        .expect("label the primary");
+    let spare = &bed.nodes["a2"];
+    create(&bed.client, &local_pv(&format!("{spare}-pv"), spare, "1Gi", &bed.class).build()).await.expect("spare pv");
+
+    kill_node(&bed.client, &bed.nodes["a1"]).await.expect("kill a1");
+    let note = bed.wait_for_event(&name, "StowageRecoveryHeld", "primary", Duration::from_secs(120)).await;
+    assert!(note.contains("failover belongs to the database"), "{note}");
+    // A few more rounds: still nothing deleted.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let still = bed.claim(&format!("data-{name}")).await.expect("the claim is kept");
+    assert_eq!(uid(&still), uid(&claim));
+    assert!(still.metadata.deletion_timestamp.is_none(), "the claim is not being deleted");
+    let pod = bed.pod(&name).await.expect("the pod is not force-deleted");
+    assert_eq!(uid(&pod), uid(&victim));
+    bed.cleanup().await;
+}
+
+/// Report mode: the Event says what would be done; nothing is changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_mode_changes_nothing() {
+    let bed = Bed::start("rec-report", "report", AFTER_SECS).await;
+    let (victim, claim) = bed.member_on("a1").await;
+    let name = victim.name_any();
+    let spare = &bed.nodes["a2"];
+    create(&bed.client, &local_pv(&format!("{spare}-pv"), spare, "1Gi", &bed.class).build()).await.expect("spare pv");
+
+    kill_node(&bed.client, &bed.nodes["a1"]).await.expect("kill a1");
+    let note = bed.wait_for_event(&name, "StowageRecoveryReport", "would rebuild", Duration::from_secs(120)).await;
+    assert!(note.contains(&format!("delete claim(s) data-{name}")) && note.contains("force-delete pod"), "{note}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let still = bed.claim(&format!("data-{name}")).await.expect("the claim is kept");
+    assert_eq!(uid(&still), uid(&claim));
+    assert!(still.metadata.deletion_timestamp.is_none());
+    assert_eq!(bed.pod(&name).await.map(|p| uid(&p)), Some(uid(&victim)), "the pod is not force-deleted");
+    bed.cleanup().await;
+}
+
+/// The node comes back before `after`: nothing is deleted (slow is not dead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_revived_before_after_keeps_its_member() {
+    let after = 40;
+    let bed = Bed::start("rec-revive", "rebuild", after).await;
+    let (victim, claim) = bed.member_on("a1").await;
+    let name = victim.name_any();
+    let spare = &bed.nodes["a2"];
+    create(&bed.client, &local_pv(&format!("{spare}-pv"), spare, "1Gi", &bed.class).build()).await.expect("spare pv");
+    let a1 = &bed.nodes["a1"];
+
+    let killed = std::time::Instant::now();
+    kill_node(&bed.client, a1).await.expect("kill a1");
+    wait_for_node_ready_status(&bed.client, a1, "Unknown", scaled(Duration::from_secs(60))).await.expect("a1 Unknown");
+    let note = bed.wait_for_event(&name, "StowageRecoveryHeld", "counts as dead after", Duration::from_secs(30)).await;
+    assert!(note.contains(&format!("{after}s")), "{note}");
+    revive_node(&bed.client, a1).await.expect("revive a1");
+    wait_for_node_ready_status(&bed.client, a1, "True", scaled(Duration::from_secs(60))).await.expect("a1 Ready");
+    // Wait until well past `after` since the kill: still nothing deleted.
+    let past = Duration::from_secs(after + 10).saturating_sub(killed.elapsed());
+    tokio::time::sleep(past).await;
+    let still = bed.claim(&format!("data-{name}")).await.expect("the claim is kept");
+    assert_eq!(uid(&still), uid(&claim), "the claim was never deleted");
+    assert!(still.metadata.deletion_timestamp.is_none());
+    let events = pod_events(&bed.client, &bed.ns, &name).await.expect("events");
+    assert!(
+        !events.iter().any(|e| e.reason.as_deref() == Some("StowageRecoveryRebuild")),
+        "no rebuild: {:?}\n{}",
+        events.iter().map(|e| (&e.reason, &e.message)).collect::<Vec<_>>(),
+        bed.stowage.log_tail(LOG_LINES)
+    );
+    bed.cleanup().await;
+}
