@@ -1,8 +1,9 @@
 //! The extender with a **real kube-scheduler**: `stowage serve --components extender` (the real
 //! binary) registered in a real KubeSchedulerConfiguration (`nodeCacheCapable`, filter,
-//! prioritize, preempt and bind, `percentageOfNodesToScore: 100`), fake nodes, and StatefulSet
-//! members created the way the StatefulSet controller would create them (no controller-manager
-//! runs). Placement is asserted on the bound pods read back from the API server.
+//! prioritize, preempt and bind, `percentageOfNodesToScore: 100`), the real controllers
+//! (kube-controller-manager creates StatefulSet members and binds their claims; kwok's simulated
+//! kubelets run nodes and pods). Placement is asserted on the bound pods read back from the API
+//! server.
 //!
 //! Every test starts its own kube-scheduler (unique `schedulerName`) and its own stowage process,
 //! and isolates itself with a unique namespace and a unique node label that its pods select
@@ -20,10 +21,7 @@ use std::{
 
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
-    core::v1::{
-        PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodSchedulingGate,
-        PodTemplateSpec, Volume,
-    },
+    core::v1::{PersistentVolume, Pod, PodSchedulingGate, PodTemplateSpec},
     events::v1::Event as EventV1,
     scheduling::v1::PriorityClass,
     storage::v1::StorageClass,
@@ -39,9 +37,10 @@ use stowage_scheduler::extender::v1::{
 };
 use stowage_testkit::{
     ControlPlane, Exchange, Extender, ProxyOptions, RecordingProxy, SchedulerConfig, SchedulerHandle, StowageArgs,
-    StowageProcess, Upstream, assert_pod_stays_unbound, create, create_nodes, delete_nodes, describe_pod, fake_node,
-    force_delete_pod, local_pv, metric_sum, namespace, node_name, pod, pod_condition, pod_events, poll_until, pvc,
-    scaled, statefulset, statefulset_pod, storage_class, unique_name, wait_for_pod_bound,
+    StowageProcess, Upstream, assert_pod_stays_unbound, create, create_nodes, delete_nodes, delete_statefulset,
+    describe_pod, fake_node, force_delete_pod, local_pv, metric_sum, namespace, node_name, pod, pod_condition,
+    pod_events, poll_until, scaled, statefulset, storage_class, unique_name, wait_for_claim_bound, wait_for_pod_bound,
+    wait_for_statefulset_ready,
 };
 
 /// Node label every test's pods select (its value is unique per test or per pool).
@@ -58,6 +57,8 @@ profiles:
     zoneSpread: required
     nodeSpread: required
     localData: prefer
+  loose:
+    zoneSpread: preferred
 ";
 /// Longest wait for a pod to be bound (scaled by the harness).
 const BIND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -67,6 +68,29 @@ const LOG_LINES: usize = 60;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Set to rewrite the captured fixtures.
 const UPDATE_FIXTURES_ENV: &str = "STOWAGE_UPDATE_FIXTURES";
+/// A file to append one markdown row per scenario outcome to (`scripts/comparison.sh` sets it
+/// and renders docs/comparison.md from the rows).
+const COMPARISON_ENV: &str = "STOWAGE_COMPARISON_OUT";
+
+/// An operator's default scheduling rule, as the plain kube-scheduler runs it.
+#[derive(Clone, Copy, Debug)]
+enum Vanilla {
+    /// CloudNativePG: preferred pod anti-affinity on the hostname, weight 100.
+    CloudNativePg,
+    /// Crunchy PGO v5: hostname and zone spread, maxSkew 1, ScheduleAnyway.
+    CrunchyPgo,
+}
+
+impl Vanilla {
+    const ALL: [Vanilla; 2] = [Vanilla::CloudNativePg, Vanilla::CrunchyPgo];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Vanilla::CloudNativePg => "CloudNativePG rule",
+            Vanilla::CrunchyPgo => "Crunchy PGO rule",
+        }
+    }
+}
 
 // === one test's environment ===
 
@@ -164,20 +188,105 @@ impl Env {
             .memory("512Mi")
     }
 
+    /// A member template for the plain `scheduler` (no extender, no stowage annotation) with
+    /// `rule`, the operator's default, against the other members of group `group`.
+    fn vanilla_template(&self, scheduler: &str, pool: &str, rule: Vanilla, group: &str) -> PodTemplateSpec {
+        let builder = pod(&self.ns, "template")
+            .scheduler_name(scheduler)
+            .node_selector(POOL_LABEL, pool)
+            .label("cnpg.io/cluster", group)
+            .cpu("500m")
+            .memory("512Mi");
+        match rule {
+            Vanilla::CloudNativePg => builder.cloudnativepg_default_rule("cnpg.io/cluster", group),
+            Vanilla::CrunchyPgo => builder.crunchy_pgo_default_rule("cnpg.io/cluster", group),
+        }
+        .template()
+    }
+
+    /// Starts a plain kube-scheduler (no extender); returns its scheduler name.
+    async fn plain_scheduler(&mut self) -> String {
+        let name = unique_name("vanilla-e2e");
+        let scheduler = self
+            .cp
+            .start_scheduler(&SchedulerConfig::new(&name))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.cp.diagnostics()));
+        self.schedulers.push(scheduler);
+        name
+    }
+
+    /// Members per zone of `pods` (bound ones), over `zones`: e.g. `"2/1/0"`.
+    async fn zone_shape(&self, pods: &[String], zones: &[String]) -> String {
+        let mut counts: BTreeMap<String, usize> = zones.iter().map(|z| (z.clone(), 0)).collect();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        for name in pods {
+            let pod = api.get_opt(name).await.ok().flatten();
+            if let Some(node) = pod.as_ref().and_then(node_name) {
+                *counts.entry(zone_of(node).to_owned()).or_default() += 1;
+            }
+        }
+        let mut shape: Vec<usize> = counts.into_values().collect();
+        shape.sort_unstable_by(|a, b| b.cmp(a));
+        shape.iter().map(ToString::to_string).collect::<Vec<_>>().join("/")
+    }
+
+    /// Records one row of docs/comparison.md (and prints it).
+    fn record(&self, scenario: &str, vanilla: &str, stowage: &str) {
+        let version = self.cp.kubernetes_version();
+        eprintln!("[comparison] {scenario} | {version} | vanilla: {vanilla} | stowage: {stowage}");
+        if let Some(path) = std::env::var_os(COMPARISON_ENV) {
+            use std::io::Write as _;
+            let row = format!("| {scenario} | {version} | {vanilla} | {stowage} |\n");
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+            file.and_then(|mut f| f.write_all(row.as_bytes())).expect("appending a comparison row");
+        }
+    }
+
     /// Creates a StatefulSet `name` with `replicas` and `template` (plus `claims` as
-    /// volumeClaimTemplates of 10Gi in `storage_class`).
+    /// volumeClaimTemplates of 10Gi in `storage_class`); the real controller creates its pods,
+    /// one after the other (OrderedReady) unless `parallel`.
     async fn statefulset(
         &self,
         name: &str,
         replicas: i32,
         template: PodTemplateSpec,
         claims: Option<(&str, &str)>,
+        parallel: bool,
     ) -> StatefulSet {
         let mut builder = statefulset(&self.ns, name, replicas, template);
         if let Some((claim, class)) = claims {
             builder = builder.volume_claim_template(claim, class, "10Gi");
         }
+        if parallel {
+            builder = builder.parallel();
+        }
         create(&self.client, &builder.build()).await.expect("creating the StatefulSet")
+    }
+
+    /// Waits until StatefulSet `name` has `replicas` Ready members; returns their names in order.
+    async fn wait_ready(&self, name: &str, replicas: usize) -> Vec<String> {
+        match wait_for_statefulset_ready(&self.client, &self.ns, name, replicas, scaled(BIND_TIMEOUT)).await {
+            Ok(pods) => pods.into_keys().collect(),
+            Err(e) => {
+                let names: Vec<String> = (0..replicas).map(|i| format!("{name}-{i}")).collect();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                panic!("{e:#}\n{}", self.diag(&names).await)
+            }
+        }
+    }
+
+    /// Waits until pod `name` exists (created by its controller) and is not yet bound.
+    async fn wait_created(&self, name: &str) -> Pod {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        match poll_until(&format!("pod {name} to be created"), BIND_TIMEOUT, Duration::from_millis(100), || async {
+            Ok(api.get_opt(name).await?)
+        })
+        .await
+        {
+            Ok(pod) => pod,
+            Err(e) => panic!("{e:#}\n{}", self.diag(&[name]).await),
+        }
     }
 
     async fn create_pod(&self, pod: &Pod) -> Pod {
@@ -270,6 +379,12 @@ impl Env {
     /// Deletes what the test created (pods with grace 0, nodes, cluster-scoped objects). Only on
     /// success: after a failure the objects stay for inspection until the control plane stops.
     async fn finish(mut self) {
+        let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.ns);
+        for sts in sets.list(&ListParams::default()).await.expect("listing StatefulSets").items {
+            delete_statefulset(&self.client, &self.ns, &sts.name_any(), scaled(BIND_TIMEOUT))
+                .await
+                .expect("deleting a StatefulSet");
+        }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
         let names: Vec<String> =
             pods.list(&ListParams::default()).await.expect("listing pods").items.iter().map(|p| p.name_any()).collect();
@@ -316,41 +431,6 @@ fn zone_counts_in(note: &str) -> BTreeMap<String, u32> {
         .collect()
 }
 
-/// Member `ordinal` of `sts` as the StatefulSet controller creates it: the template's labels,
-/// annotations and spec, the controller ownerReference, the pod-name and pod-index labels,
-/// hostname/subdomain, and a volume per volumeClaimTemplate bound to `<template>-<sts>-<ordinal>`.
-fn member(sts: &StatefulSet, ordinal: u32) -> Pod {
-    let ns = sts.namespace().expect("StatefulSet namespace");
-    let name = sts.name_any();
-    let spec = sts.spec.as_ref().expect("StatefulSet spec");
-    let mut pod = statefulset_pod(&ns, &name, ordinal).owned_by(sts).build();
-    if let Some(meta) = &spec.template.metadata {
-        for (k, v) in meta.labels.iter().flatten() {
-            pod.labels_mut().entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        for (k, v) in meta.annotations.iter().flatten() {
-            pod.annotations_mut().insert(k.clone(), v.clone());
-        }
-    }
-    let own = pod.spec.take().unwrap_or_default();
-    let mut pod_spec = spec.template.spec.clone().expect("template spec");
-    pod_spec.hostname = own.hostname;
-    pod_spec.subdomain = own.subdomain;
-    for claim in spec.volume_claim_templates.iter().flatten() {
-        let template = claim.name_any();
-        pod_spec.volumes.get_or_insert_with(Vec::new).push(Volume {
-            name: template.clone(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: format!("{template}-{name}-{ordinal}"),
-                read_only: None,
-            }),
-            ..Volume::default()
-        });
-    }
-    pod.spec = Some(pod_spec);
-    pod
-}
-
 /// Events about the pod written through `events.k8s.io/v1` (field selector on `regarding`).
 async fn events_v1(client: &kube::Client, ns: &str, pod: &str) -> Vec<EventV1> {
     let api: Api<EventV1> = Api::namespaced(client.clone(), ns);
@@ -389,6 +469,31 @@ async fn assert_spread(env: &Env, pods: &[String]) -> BTreeMap<String, String> {
     placed
 }
 
+/// Runs `rounds` 3-member StatefulSets through the plain kube-scheduler with `rule` on a pool of
+/// its own (`zones` × `per_zone` nodes; `prepare` may fill nodes first) and returns each round's
+/// zone shape (e.g. `"2/1/0"`), deleting each StatefulSet before the next.
+async fn vanilla_rounds(env: &mut Env, rule: Vanilla, per_zone: usize, rounds: usize, parallel: bool) -> Vec<String> {
+    let scheduler = env.plain_scheduler().await;
+    let pool = format!("{}-v{}", env.id, rule as u8);
+    env.nodes(&pool, &["a", "b", "c"], per_zone).await;
+    let zones: Vec<String> = ["a", "b", "c"].iter().map(|z| format!("{pool}-{z}")).collect();
+    let mut shapes = Vec::new();
+    for round in 0..rounds {
+        let name = format!("vanilla-{}-{round}", rule as u8);
+        env.statefulset(&name, 3, env.vanilla_template(&scheduler, &pool, rule, &name), None, parallel).await;
+        let names = env.wait_ready(&name, 3).await;
+        shapes.push(env.zone_shape(&names, &zones).await);
+        delete_statefulset(&env.client, &env.ns, &name, scaled(BIND_TIMEOUT)).await.expect("deleting");
+    }
+    shapes
+}
+
+/// "k of n rounds put two or more members in one zone" for a list of zone shapes.
+fn majority_rounds(shapes: &[String]) -> String {
+    let bad = shapes.iter().filter(|s| !s.starts_with("1/")).count();
+    format!("{bad} of {} rounds put 2+ members in one zone ({})", shapes.len(), shapes.join(", "))
+}
+
 // === 1. spread + quorum ===
 
 #[tokio::test]
@@ -397,14 +502,9 @@ async fn three_members_land_one_per_zone_on_distinct_nodes_with_events_decisions
     let scheduler = env.scheduler(Env::extender(&env.stowage.extender_url())).await;
     let pool = env.id.clone();
     env.nodes(&pool, &["a", "b", "c"], 2).await;
-    let sts = env.statefulset("pg", 3, env.template(&scheduler, &pool).template(), None).await;
-
-    let mut names = Vec::new();
-    for i in 0..3 {
-        let created = env.create_pod(&member(&sts, i)).await;
-        env.wait_bound(&created.name_any()).await;
-        names.push(created.name_any());
-    }
+    // OrderedReady: the controller creates pg-1 once pg-0 is Ready (kwok), and so on.
+    env.statefulset("pg", 3, env.template(&scheduler, &pool).template(), None, false).await;
+    let names = env.wait_ready("pg", 3).await;
     let placed = assert_spread(&env, &names).await;
 
     // The extender bound each pod and said so with an events.k8s.io/v1 Event, which also shows
@@ -432,23 +532,25 @@ async fn three_members_land_one_per_zone_on_distinct_nodes_with_events_decisions
         );
     }
 
-    // /debug/decisions: each member was filtered, scored (more than one feasible node each time)
-    // and bound by the extender; later members saw the earlier ones.
+    // /debug/decisions: for each member the extender's filter decided (the quorum group is under
+    // a cross-pod rule): it reserved one node of the zones still allowed, returned only that
+    // node (so kube-scheduler skipped prioritize), and bound the pod there.
     for (i, name) in names.iter().enumerate() {
         let decisions = env.decisions(Some(name)).await;
-        let outcome = |verb: &str| {
+        let outcome = |verb: &str| -> Vec<&str> {
             decisions.iter().filter(|d| d["verb"] == verb).map(|d| d["outcome"].as_str().unwrap_or("")).collect()
         };
-        let filters: Vec<&str> = outcome("filter");
-        let binds: Vec<&str> = outcome("bind");
-        assert!(filters.contains(&"feasible"), "{name}: filter decisions {decisions:#?}");
-        assert_eq!(binds, ["bound"], "{name}: bind decisions {decisions:#?}");
-        assert!(!outcome("prioritize").is_empty(), "{name}: no prioritize decision {decisions:#?}");
-        let filter = decisions.iter().find(|d| d["verb"] == "filter" && d["outcome"] == "feasible").expect("filter");
+        assert!(outcome("filter").contains(&"reserved"), "{name}: filter decisions {decisions:#?}");
+        assert_eq!(outcome("bind"), ["bound"], "{name}: bind decisions {decisions:#?}");
+        let filter = decisions.iter().find(|d| d["verb"] == "filter" && d["outcome"] == "reserved").expect("filter");
         assert_eq!(filter["group"], format!("{}/pg", env.ns), "{filter:#}");
         assert_eq!(filter["members"], 3, "{filter:#}");
         assert_eq!(filter["nodes_in"], 6, "the in-tree filters pass every node: {filter:#}");
-        assert_eq!(filter["nodes_out"], json!(6 - 2 * i), "one zone less per member: {filter:#}");
+        assert_eq!(filter["nodes_out"], 1, "only the reserved node is returned: {filter:#}");
+        let feasible = filter["nodes"].as_array().map_or(0, |l| l.iter().filter(|n| n["feasible"] == true).count());
+        assert_eq!(feasible, 6 - 2 * i, "one zone less per member: {filter:#}");
+        let reserved = format!("reserved node {}", placed[name]);
+        assert!(filter["detail"].as_array().is_some_and(|d| d.iter().any(|l| l.as_str().is_some_and(|l| l.starts_with(&reserved)))), "{filter:#}");
         let bind = decisions.iter().find(|d| d["verb"] == "bind").expect("bind");
         assert_eq!(bind["detail"][0], format!("target node {}", placed[name]), "{bind:#}");
     }
@@ -458,7 +560,10 @@ async fn three_members_land_one_per_zone_on_distinct_nodes_with_events_decisions
     let sum = |name: &str, labels: &[&str]| metric_sum(&metrics, name, labels);
     assert!(sum("stowage_extender_decisions_total", &["verb=\"bind\"", "outcome=\"bound\""]) >= 3.0, "{metrics}");
     assert!(sum("stowage_extender_request_duration_seconds_count", &["verb=\"filter\""]) >= 3.0, "{metrics}");
-    assert!(sum("stowage_extender_request_duration_seconds_count", &["verb=\"prioritize\""]) >= 3.0, "{metrics}");
+    assert!(
+        sum("stowage_ledger_reservations_total", &["event=\"confirmed\""]) >= 3.0,
+        "every reservation was confirmed by its bind: {metrics}"
+    );
     assert!(
         sum("stowage_extender_refusals_total", &["plugin=\"zone-spread\"", "reason=\"quorum_guard\""]) >= 6.0,
         "pg-1 saw 2 nodes refused by the quorum guard, pg-2 4: {metrics}"
@@ -467,6 +572,18 @@ async fn three_members_land_one_per_zone_on_distinct_nodes_with_events_decisions
     for kind in ["nodes", "pods", "persistentvolumes", "persistentvolumeclaims", "statefulsets"] {
         assert_eq!(sum("stowage_cache_synced", &[&format!("kind=\"{kind}\"")]), 1.0, "{kind}: {metrics}");
     }
+
+    // The same workload through the plain scheduler with each operator's default rule.
+    let mut vanilla = Vec::new();
+    for rule in Vanilla::ALL {
+        let shapes = vanilla_rounds(&mut env, rule, 2, 1, false).await;
+        vanilla.push(format!("{}: {}", rule.as_str(), shapes.join("")));
+    }
+    env.record(
+        "3 zones x 2 nodes, one 3-member StatefulSet (OrderedReady): members per zone",
+        &vanilla.join("; "),
+        "1/1/1 on distinct nodes",
+    );
     env.finish().await;
 }
 
@@ -483,9 +600,8 @@ async fn with_zone_c_full_the_third_member_waits_for_it_and_is_never_placed_two_
     for (i, node) in zone_c.iter().enumerate() {
         env.filler(&format!("filler-{i}"), node, "3800m", None).await;
     }
-    let sts = env.statefulset("pg", 3, env.template(&scheduler, &pool).template(), None).await;
+    env.statefulset("pg", 3, env.template(&scheduler, &pool).template(), None, false).await;
     for i in 0..2 {
-        env.create_pod(&member(&sts, i)).await;
         env.wait_bound(&format!("pg-{i}")).await;
     }
     let first_two = assert_spread(&env, &["pg-0".to_owned(), "pg-1".to_owned()]).await;
@@ -493,7 +609,7 @@ async fn with_zone_c_full_the_third_member_waits_for_it_and_is_never_placed_two_
 
     // The third member cannot go to zone C (no CPU) and must not go to A or B (quorum guard):
     // it stays Pending, and says why.
-    env.create_pod(&member(&sts, 2)).await;
+    env.wait_created("pg-2").await;
     let pending = match assert_pod_stays_unbound(&env.client, &env.ns, "pg-2", scaled(Duration::from_secs(10))).await {
         Ok(pod) => pod,
         Err(e) => panic!("{e:#}: placed 2+1\n{}", env.diag(&["pg-2"]).await),
@@ -536,6 +652,27 @@ async fn with_zone_c_full_the_third_member_waits_for_it_and_is_never_placed_two_
     env.wait_bound("pg-2").await;
     let all = assert_spread(&env, &["pg-0".to_owned(), "pg-1".to_owned(), "pg-2".to_owned()]).await;
     assert_eq!(&all["pg-2"], zone_c[0], "{all:?}");
+
+    // The plain scheduler with the operators' rules, zone C full the same way.
+    let mut vanilla = Vec::new();
+    for rule in Vanilla::ALL {
+        let scheduler = env.plain_scheduler().await;
+        let vpool = format!("{}-v{}", env.id, rule as u8);
+        let vnodes = env.nodes(&vpool, &["a", "b", "c"], 2).await;
+        for (i, node) in vnodes.iter().filter(|n| zone_of(n).ends_with("-c")).enumerate() {
+            env.filler(&format!("vfiller-{}-{i}", rule as u8), node, "3800m", None).await;
+        }
+        let name = format!("vanilla-{}", rule as u8);
+        env.statefulset(&name, 3, env.vanilla_template(&scheduler, &vpool, rule, &name), None, false).await;
+        let names = env.wait_ready(&name, 3).await;
+        let zones: Vec<String> = ["a", "b", "c"].iter().map(|z| format!("{vpool}-{z}")).collect();
+        vanilla.push(format!("{}: all 3 placed, {}", rule.as_str(), env.zone_shape(&names, &zones).await));
+    }
+    env.record(
+        "zone C full, one 3-member StatefulSet: the third member",
+        &vanilla.join("; "),
+        "waits Pending with a StowageQuorumGuard event (1/1/0); placed in zone C once it has room",
+    );
     env.finish().await;
 }
 
@@ -551,53 +688,39 @@ async fn a_recreated_member_returns_to_the_node_holding_its_local_volume() {
     create(&env.client, &storage_class(&class).wait_for_first_consumer().build()).await.expect("StorageClass");
     env.cluster_objects.push(("StorageClass", class.clone()));
 
-    // Pre-bound local volumes on the first node of each zone, as the PV controller would leave
-    // them (none runs here): PV claimRef + PVC volumeName, bind-completed, both Bound.
+    // Local volumes as sig-storage-local-static-provisioner publishes them (Available, no claim):
+    // a 10Gi one on the first node of each zone and a 1Gi one, too small for the claims, on the
+    // second. The real PV controller binds the WaitForFirstConsumer claims once kube-scheduler
+    // has chosen a node with the extender.
     let sts_name = "pg";
-    for (i, zone) in ["a", "b", "c"].iter().enumerate() {
-        let (claim, pv_name, node) =
-            (format!("data-{sts_name}-{i}"), format!("{}-pv-{i}", env.id), format!("{pool}-{zone}1"));
-        let pv = local_pv(&pv_name, &node, "10Gi", &class).claim_ref(&env.ns, &claim).build();
-        create(&env.client, &pv).await.expect("PersistentVolume");
-        env.cluster_objects.push(("PersistentVolume", pv_name.clone()));
-        let claim_obj = pvc(&env.ns, &claim, &class, "10Gi")
-            .volume_name(&pv_name)
-            .annotation("pv.kubernetes.io/bind-completed", "yes")
-            .build();
-        create(&env.client, &claim_obj).await.expect("PersistentVolumeClaim");
-        let status = PatchParams::default();
-        Api::<PersistentVolume>::all(env.client.clone())
-            .patch_status(&pv_name, &status, &Patch::Merge(json!({"status": {"phase": "Bound"}})))
-            .await
-            .expect("PV status");
-        Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), &env.ns)
-            .patch_status(
-                &claim,
-                &status,
-                &Patch::Merge(json!({"status": {
-                    "phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "10Gi"}
-                }})),
-            )
-            .await
-            .expect("PVC status");
+    for zone in ["a", "b", "c"] {
+        for (i, size) in [(1, "10Gi"), (2, "1Gi")] {
+            let (pv_name, node) = (format!("{}-pv-{zone}{i}", env.id), format!("{pool}-{zone}{i}"));
+            create(&env.client, &local_pv(&pv_name, &node, size, &class).build()).await.expect("PersistentVolume");
+            env.cluster_objects.push(("PersistentVolume", pv_name));
+        }
     }
 
-    let sts = env.statefulset(sts_name, 3, env.template(&scheduler, &pool).template(), Some(("data", &class))).await;
-    for i in 0..3 {
-        env.create_pod(&member(&sts, i)).await;
-        env.wait_bound(&format!("{sts_name}-{i}")).await;
-    }
+    env.statefulset(sts_name, 3, env.template(&scheduler, &pool).template(), Some(("data", &class)), false).await;
+    env.wait_ready(sts_name, 3).await;
     let placed = assert_spread(&env, &["pg-0".to_owned(), "pg-1".to_owned(), "pg-2".to_owned()]).await;
-    let home = format!("{pool}-a1");
-    assert_eq!(placed["pg-0"], home, "pg-0 starts on its volume's node: {placed:?}");
+    let home = placed["pg-0"].clone();
+    assert!(home.ends_with('1'), "only the first node of a zone has a volume that fits: {placed:?}");
+    let claim = wait_for_claim_bound(&env.client, &env.ns, "data-pg-0", scaled(BIND_TIMEOUT)).await.expect("bound");
+    let volume = claim.spec.and_then(|s| s.volume_name).unwrap_or_default();
+    assert_eq!(volume, format!("{}-pv-{}1", env.id, zone_of(&home).rsplit('-').next().unwrap_or_default()));
 
-    // Make the volume's node the busier one of its zone, then delete the member and create it
-    // again (same name, new uid), as the StatefulSet controller does.
+    // Make the volume's node the busier one of its zone, then delete the member: the kubelet
+    // (kwok) confirms, and the StatefulSet controller creates it again (same name, new uid).
     env.filler("busy", &home, "3", None).await;
-    let old_uid = Api::<Pod>::namespaced(env.client.clone(), &env.ns).get("pg-0").await.expect("pg-0").uid();
-    force_delete_pod(&env.client, &env.ns, "pg-0").await.expect("deleting pg-0");
-    let again = env.create_pod(&member(&sts, 0)).await;
-    assert_ne!(again.uid(), old_uid, "a recreated pod has a new uid");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
+    let old_uid = pods.get("pg-0").await.expect("pg-0").uid();
+    pods.delete("pg-0", &DeleteParams::default()).await.expect("deleting pg-0");
+    let again = poll_until("pg-0 to be recreated", BIND_TIMEOUT, Duration::from_millis(100), || async {
+        Ok(pods.get_opt("pg-0").await?.filter(|p| p.uid() != old_uid))
+    })
+    .await
+    .expect("the StatefulSet controller recreates pg-0");
     env.wait_bound("pg-0").await;
     let node = env.node_of("pg-0").await;
     assert_eq!(node, home, "pg-0 must return to {home}, which holds its volume\n{}", env.diag(&["pg-0"]).await);
@@ -626,39 +749,40 @@ async fn parallel_bursts_of_three_members_land_in_three_zones_every_time() {
 
     let mut timings = Vec::new();
     for round in 0..ROUNDS {
-        // podManagementPolicy: Parallel creates every member at once.
+        // podManagementPolicy: Parallel: the controller creates every member at once.
         let sts_name = format!("burst-{round}");
-        let sts = env.statefulset(&sts_name, 3, template.clone().template(), None).await;
         let started = Instant::now();
-        let pods: Vec<Pod> = (0..3).map(|i| member(&sts, i)).collect();
-        futures::future::join_all(pods.iter().map(|p| env.create_pod(p))).await;
-        let names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
-        for name in &names {
-            env.wait_bound(name).await;
-        }
+        env.statefulset(&sts_name, 3, template.clone().template(), None, true).await;
+        let names = env.wait_ready(&sts_name, 3).await;
         timings.push(started.elapsed());
         assert_spread(&env, &names).await;
-        futures::future::join_all(names.iter().map(|n| force_delete_pod(&env.client, &env.ns, n)))
-            .await
-            .into_iter()
-            .collect::<anyhow::Result<Vec<()>>>()
-            .expect("deleting a burst");
+        delete_statefulset(&env.client, &env.ns, &sts_name, scaled(BIND_TIMEOUT)).await.expect("deleting a burst");
     }
 
-    // How often the race-closing wait was needed, and how often it ran out.
+    // Every member's node was decided and reserved in filter, and confirmed by its bind.
     let metrics = env.metrics().await;
-    let timeouts = metric_sum(&metrics, "stowage_extender_errors_total", &["reason=\"sibling_wait_timeout\""]);
-    let decisions = env.decisions(None).await;
-    let ours = |d: &&Value| d["pod"].as_str().is_some_and(|p| p.starts_with(&format!("{}/", env.ns)));
-    let filters: Vec<&Value> = decisions.iter().filter(ours).filter(|d| d["verb"] == "filter").collect();
-    let waited: Vec<u64> = filters.iter().filter_map(|d| d["waited_ms"].as_u64()).filter(|w| *w > 0).collect();
+    let reservations = |event: &str| {
+        metric_sum(&metrics, "stowage_ledger_reservations_total", &[&format!("event=\"{event}\"")])
+    };
     eprintln!(
-        "[burst] {ROUNDS} rounds of 3 parallel members: all in distinct zones; time to all bound {:?}; \
-         {} filter calls, {} waited for a sibling in cycle (waits in ms: {waited:?}); sibling_wait_timeout: {}",
-        timings,
-        filters.len(),
-        waited.len(),
-        timeouts.abs()
+        "[burst] {ROUNDS} rounds of 3 parallel members: all in distinct zones; time to all Ready {timings:?}; \
+         reservations created {}, replaced {}, confirmed {}, expired {}",
+        reservations("created"),
+        reservations("replaced"),
+        reservations("confirmed"),
+        reservations("expired"),
+    );
+    assert!(reservations("confirmed") >= (3 * ROUNDS) as f64, "{metrics}");
+
+    let mut vanilla = Vec::new();
+    for rule in Vanilla::ALL {
+        let shapes = vanilla_rounds(&mut env, rule, 2, ROUNDS, true).await;
+        vanilla.push(format!("{}: {}", rule.as_str(), majority_rounds(&shapes)));
+    }
+    env.record(
+        "3 zones x 2 nodes, 3-member StatefulSets created Parallel, 10 rounds",
+        &vanilla.join("; "),
+        "0 of 10 rounds (every round 1/1/1)",
     );
     env.finish().await;
 }
@@ -686,9 +810,8 @@ async fn with_the_extender_down_an_ignorable_registration_still_schedules_and_a_
 
     // ignorable: true — filter and bind errors are skipped (DefaultBinder binds), for pods with
     // and without stowage annotations.
-    let sts = env.statefulset("pg", 3, env.template(&open, &pool).template(), None).await;
+    env.statefulset("pg", 1, env.template(&open, &pool).template(), None, false).await;
     env.create_pod(&plain("open-plain", &open)).await;
-    env.create_pod(&member(&sts, 0)).await;
     env.wait_bound("open-plain").await;
     env.wait_bound("pg-0").await;
     for name in ["open-plain", "pg-0"] {
@@ -725,17 +848,75 @@ async fn with_full_node_objects_a_small_group_is_placed() {
     let scheduler = env.scheduler(Env::extender(&env.stowage.extender_url()).node_cache_capable(false)).await;
     let pool = env.id.clone();
     env.nodes(&pool, &["a", "b", "c"], 2).await;
-    let sts = env.statefulset("pg", 3, env.template(&scheduler, &pool).template(), None).await;
-    let mut names = Vec::new();
-    for i in 0..3 {
-        let created = env.create_pod(&member(&sts, i)).await;
-        env.wait_bound(&created.name_any()).await;
-        names.push(created.name_any());
-    }
+    env.statefulset("pg", 3, env.template(&scheduler, &pool).template(), None, false).await;
+    let names = env.wait_ready("pg", 3).await;
     assert_spread(&env, &names).await;
     let decisions = env.decisions(Some("pg-1")).await;
-    let filter = decisions.iter().find(|d| d["verb"] == "filter" && d["outcome"] == "feasible").expect("a filter");
-    assert_eq!((filter["nodes_in"].as_u64(), filter["nodes_out"].as_u64()), (Some(6), Some(4)), "{filter:#}");
+    let filter = decisions.iter().find(|d| d["verb"] == "filter" && d["outcome"] == "reserved").expect("a filter");
+    assert_eq!((filter["nodes_in"].as_u64(), filter["nodes_out"].as_u64()), (Some(6), Some(1)), "{filter:#}");
+    let feasible = filter["nodes"].as_array().map_or(0, |l| l.iter().filter(|n| n["feasible"] == true).count());
+    assert_eq!(feasible, 4, "{filter:#}");
+    env.finish().await;
+}
+
+// === 6b. operator-managed groups (CloudNativePG's shape) ===
+
+/// CloudNativePG's workload shape: no StatefulSet; the operator creates each instance's PVC and
+/// then a bare pod mounting it, labelled `cnpg.io/cluster` and `cnpg.io/instanceRole`, with the
+/// group and its size passed down as annotations (`inheritedMetadata`). The test plays the
+/// operator (creating pods and claims is what the operator does); the real PV controller binds
+/// the WaitForFirstConsumer claims to local volumes and kwok runs the pods. All three instances
+/// are created at once: one per zone on distinct nodes, each on the node of its volume.
+#[tokio::test]
+async fn an_operator_managed_group_of_bare_pods_is_spread_with_its_volumes() {
+    let mut env = Env::start("ext-cnpg").await;
+    let scheduler = env.scheduler(Env::extender(&env.stowage.extender_url())).await;
+    let pool = env.id.clone();
+    let nodes = env.nodes(&pool, &["a", "b", "c"], 2).await;
+    let class = format!("{}-local", env.id);
+    create(&env.client, &storage_class(&class).wait_for_first_consumer().build()).await.expect("StorageClass");
+    env.cluster_objects.push(("StorageClass", class.clone()));
+    for node in &nodes {
+        let pv_name = format!("{}-pv-{}", env.id, node.rsplit('-').next().unwrap_or_default());
+        create(&env.client, &local_pv(&pv_name, node, "20Gi", &class).build()).await.expect("PersistentVolume");
+        env.cluster_objects.push(("PersistentVolume", pv_name));
+    }
+    let names: Vec<String> = (1..=3).map(|i| format!("pg-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        create(
+            &env.client,
+            &stowage_testkit::pvc(&env.ns, name, &class, "10Gi").label("cnpg.io/cluster", "pg").build(),
+        )
+        .await
+        .expect("PVC");
+        let role = if i == 0 { "primary" } else { "replica" };
+        let instance = env
+            .template(&scheduler, &pool)
+            .label("cnpg.io/cluster", "pg")
+            .label("cnpg.io/instanceRole", role)
+            .annotation("stowage.io/group", "pg")
+            .annotation("stowage.io/members", "3")
+            .pvc_volume("pgdata", name)
+            .build();
+        let mut instance = instance;
+        instance.metadata.name = Some(name.clone());
+        env.create_pod(&instance).await;
+    }
+    for name in &names {
+        if let Err(e) = stowage_testkit::wait_for_pod_ready(&env.client, &env.ns, name, scaled(BIND_TIMEOUT)).await {
+            panic!("{e:#}\n{}", env.diag(&[name]).await);
+        }
+    }
+    let placed = assert_spread(&env, &names).await;
+    for name in &names {
+        let claim = wait_for_claim_bound(&env.client, &env.ns, name, scaled(BIND_TIMEOUT)).await.expect("bound");
+        let volume = claim.spec.and_then(|s| s.volume_name).unwrap_or_default();
+        let node = &placed[name];
+        assert_eq!(volume, format!("{}-pv-{}", env.id, node.rsplit('-').next().unwrap_or_default()), "{name}");
+    }
+    let filter = env.decisions(Some("pg-3")).await.into_iter().find(|d| d["verb"] == "filter");
+    let filter = filter.unwrap_or_else(|| panic!("no filter decision for pg-3"));
+    assert_eq!((filter["group"].as_str(), filter["members"].as_u64()), (Some(&*format!("{}/pg", env.ns)), Some(3)));
     env.finish().await;
 }
 
@@ -1017,11 +1198,8 @@ async fn capture(env: &mut Env, mode: Mode, low: &str, high: &str) {
 
     // pg-1 of a 3-member group: three candidates, one refused by the quorum guard, two scored.
     let sts_name = format!("cap-{}", mode.as_str());
-    let sts = env.statefulset(&sts_name, 3, env.template(&scheduler, &pool).template(), None).await;
-    for i in 0..2 {
-        env.create_pod(&member(&sts, i)).await;
-        env.wait_bound(&format!("{sts_name}-{i}")).await;
-    }
+    env.statefulset(&sts_name, 2, env.template(&scheduler, &pool).template(), None, false).await;
+    env.wait_ready(&sts_name, 2).await;
     let target = format!("{sts_name}-1");
     let pod_is = |v: &Value, name: &str| v["Pod"]["metadata"]["name"] == name;
     let wait = |what: String, verb: &'static str, name: String| {
@@ -1036,11 +1214,25 @@ async fn capture(env: &mut Env, mode: Mode, low: &str, high: &str) {
         }
     };
     let mut exchanges = Vec::new();
-    for verb in ["filter", "prioritize", "bind"] {
+    for verb in ["filter", "bind"] {
         match wait(format!("{verb} of {target}"), verb, target.clone()).await {
             Ok(ex) => exchanges.push((verb, ex)),
             Err(e) => panic!("{e:#}\n{}", env.diag(&[&target]).await),
         }
+    }
+    // The member's filter decided its node (one feasible node: no prioritize). A pod under no
+    // cross-pod rule gets every feasible node back, and kube-scheduler asks for scores.
+    let loose = format!("loose-{}", mode.as_str());
+    let loose_pod = pod(&env.ns, &loose)
+        .scheduler_name(&scheduler)
+        .annotation("stowage.io/profile", "loose")
+        .node_selector(POOL_LABEL, &pool)
+        .cpu("100m")
+        .build();
+    env.create_pod(&loose_pod).await;
+    match wait(format!("prioritize of {loose}"), "prioritize", loose.clone()).await {
+        Ok(ex) => exchanges.push(("prioritize", ex)),
+        Err(e) => panic!("{e:#}\n{}", env.diag(&[&loose]).await),
     }
 
     // Preemption: the only node of its pool is full of a low-priority pod; a high-priority
@@ -1057,16 +1249,13 @@ async fn capture(env: &mut Env, mode: Mode, low: &str, high: &str) {
     let victim = format!("victim-{}", mode.as_str());
     env.filler(&victim, &p_node, "800m", Some(low)).await;
     let pre_name = format!("pre-{}", mode.as_str());
-    let pre =
-        env.statefulset(&pre_name, 1, env.template(&scheduler, &p_pool).priority_class(high).template(), None).await;
-    env.create_pod(&member(&pre, 0)).await;
+    env.statefulset(&pre_name, 1, env.template(&scheduler, &p_pool).priority_class(high).template(), None, false).await;
     let preemptor = format!("{pre_name}-0");
     match wait(format!("preempt of {preemptor}"), "preempt", preemptor.clone()).await {
         Ok(ex) => exchanges.push(("preempt", ex)),
         Err(e) => panic!("{e:#}\n{}", env.diag(&[&preemptor, &victim]).await),
     }
-    // The scheduler deleted the victim gracefully; without a kubelet it must be forced.
-    force_delete_pod(&env.client, &env.ns, &victim).await.expect("deleting the victim");
+    // The scheduler deleted the victim gracefully; the kubelet (kwok) confirms it.
     env.wait_bound(&preemptor).await;
     assert_eq!(env.node_of(&preemptor).await, p_node);
 
@@ -1090,8 +1279,12 @@ async fn capture(env: &mut Env, mode: Mode, low: &str, high: &str) {
 /// A 3-member group fills three nodes (one per zone) at low priority; only member 0 is unhealthy
 /// (not Ready). A high-priority pod fits nowhere, so kube-scheduler's preemption offers all three
 /// nodes, each with one member as its victim. Evicting member 1 or 2 would leave one healthy
-/// member of three (below the majority of two), so the extender keeps only node a, whose victim
-/// is the unhealthy member 0: the preemptor is nominated there and members 1 and 2 are untouched.
+/// member of three (below the majority of two), so the extender keeps only member 0's node: the
+/// preemptor is nominated there and members 1 and 2 are untouched.
+///
+/// The members are the StatefulSet controller's and kwok runs them; member 0's `Ready=False` is
+/// written by the test, because kwok's stages simulate no failing readiness probe (it is the
+/// status update a kubelet would write, and kwok leaves a Running pod's conditions alone).
 #[tokio::test]
 async fn preemption_never_takes_victims_that_break_another_groups_majority() {
     let mut env = Env::start("ext-preempt").await;
@@ -1099,23 +1292,22 @@ async fn preemption_never_takes_victims_that_break_another_groups_majority() {
     let high = env.priority_class("high", 1000).await;
     let scheduler = env.scheduler(Env::extender(&env.stowage.extender_url())).await;
     let pool = env.id.clone();
-    let nodes = env.nodes(&pool, &["a", "b", "c"], 1).await;
-    let sts = env
-        .statefulset("guard", 3, env.template(&scheduler, &pool).cpu("3").priority_class(&low).template(), None)
-        .await;
+    env.nodes(&pool, &["a", "b", "c"], 1).await;
+    let template = env.template(&scheduler, &pool).cpu("3").priority_class(&low).template();
+    env.statefulset("guard", 3, template, None, true).await;
+    let names = env.wait_ready("guard", 3).await;
+    let placed = assert_spread(&env, &names).await;
+    let unhealthy_node = placed["guard-0"].clone();
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
-    for (i, node) in nodes.iter().enumerate() {
-        let mut m = member(&sts, u32::try_from(i).expect("ordinal"));
-        m.spec.as_mut().expect("spec").node_name = Some(node.clone());
-        env.create_pod(&m).await;
-        if i > 0 {
-            let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-            pods.patch_status(&m.name_any(), &PatchParams::default(), &Patch::Merge(&ready)).await.expect("Ready");
-        }
-    }
+    let not_ready = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "ProbeFailed"}]}});
+    let victim_uid = pods
+        .patch_status("guard-0", &PatchParams::default(), &Patch::Strategic(&not_ready))
+        .await
+        .expect("member 0 not Ready")
+        .uid();
     // The preemptor starts gated. Once kube-scheduler reports it SchedulingGated, its pod watch has
     // delivered the preemptor's creation, so stowage's pod watch on the same apiserver has
-    // delivered the earlier readiness patches too; then the gate is lifted.
+    // delivered the earlier readiness patch too; then the gate is lifted.
     let mut preemptor = pod(&env.ns, "urgent")
         .scheduler_name(&scheduler)
         .node_selector(POOL_LABEL, &pool)
@@ -1146,7 +1338,7 @@ async fn preemption_never_takes_victims_that_break_another_groups_majority() {
     };
     assert_eq!(
         nominated,
-        nodes[0],
+        unhealthy_node,
         "only the unhealthy member's node may be preempted\n{}",
         env.diag(&["urgent"]).await
     );
@@ -1163,11 +1355,15 @@ async fn preemption_never_takes_victims_that_break_another_groups_majority() {
     assert_eq!((decision["nodes_in"].as_u64(), decision["nodes_out"].as_u64()), (Some(3), Some(1)), "{decision:#}");
     assert_eq!(decision["outcome"], "dropped_some", "{decision:#}");
 
+    // Member 0 is the victim: gone (the StatefulSet controller may already have made a new one,
+    // with a new uid) or terminating.
     let victim = pods.get_opt("guard-0").await.expect("reading the victim");
-    assert!(victim.is_none_or(|v| v.metadata.deletion_timestamp.is_some()), "member 0 is the victim");
-    force_delete_pod(&env.client, &env.ns, "guard-0").await.expect("deleting the victim");
+    assert!(
+        victim.is_none_or(|v| v.uid() != victim_uid || v.metadata.deletion_timestamp.is_some()),
+        "member 0 is the victim"
+    );
     env.wait_bound("urgent").await;
-    assert_eq!(env.node_of("urgent").await, nodes[0]);
+    assert_eq!(env.node_of("urgent").await, unhealthy_node);
     env.finish().await;
 }
 

@@ -26,7 +26,7 @@ use kube::{
 use serde_json::{Value, json};
 use stowage_testkit::{
     ControlPlane, Extender, Identity, SchedulerConfig, StowageArgs, StowageProcess, create, create_nodes, fake_node,
-    namespace, poll_until, scaled, statefulset, statefulset_pod, unique_name, wait_for_pod_bound, wait_for_pod_event,
+    namespace, pod, poll_until, scaled, statefulset, unique_name, wait_for_pod_bound, wait_for_pod_event,
 };
 
 const NS: &str = "stowage-system";
@@ -405,16 +405,15 @@ async fn place_one_member(
     .await
     .expect("nodes");
     let ns = namespace(admin, "placed").await.expect("namespace");
-    let member = |ordinal| {
-        statefulset_pod(&ns, "pg", ordinal)
-            .scheduler_name(scheduler_name)
-            .annotation("stowage.io/profile", "replicated")
-            .node_selector("pool", &pool)
-            .cpu("100m")
-            .memory("128Mi")
-    };
-    let sts = create(admin, &statefulset(&ns, "pg", 3, member(0).template()).build()).await.expect("StatefulSet");
-    create(admin, &member(0).owned_by(&sts).build()).await.expect("pod");
+    let template = pod(&ns, "pg")
+        .scheduler_name(scheduler_name)
+        .annotation("stowage.io/profile", "replicated")
+        .node_selector("pool", &pool)
+        .cpu("100m")
+        .memory("128Mi")
+        .template();
+    // The StatefulSet controller creates pg-0 (and the others once it is Ready).
+    create(admin, &statefulset(&ns, "pg", 3, template).build()).await.expect("StatefulSet");
     let bound = wait_for_pod_bound(admin, &ns, "pg-0", scaled(Duration::from_secs(60))).await.unwrap_or_else(|e| {
         panic!("pod not bound: {e:#}\n{}\n{scheduler_diagnostics}\n{}", extender.log_tail(LOG_LINES), cp.diagnostics())
     });
