@@ -62,10 +62,15 @@ pub(crate) async fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             for warning in &snap.warnings {
                 eprintln!("warning: {warning}");
             }
+            let mut pods = snap.pods;
+            let assumed = assume_ready_without_status(&mut pods);
+            if assumed > 0 {
+                eprintln!("note: {assumed} bound pod(s) in the snapshot have no conditions; counted as Ready");
+            }
             Cluster {
                 nodes: snap.nodes,
                 leases: Vec::new(),
-                pods: snap.pods,
+                pods,
                 claims: snap.persistent_volume_claims,
                 volumes: snap.persistent_volumes,
                 statefulsets: snap.stateful_sets,
@@ -88,6 +93,27 @@ pub(crate) async fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         Output::Text => print!("{}", text(&report)),
     }
     Ok(if report.iter().all(|g| g.zone_safe) { ExitCode::SUCCESS } else { ExitCode::from(NOT_ZONE_SAFE) })
+}
+
+/// Hand-written snapshots often leave out pod conditions: a bound pod with no conditions at all,
+/// Running or with no phase, is taken as Ready (kubectl output always has the conditions).
+/// Returns how many were.
+fn assume_ready_without_status(pods: &mut [Pod]) -> usize {
+    let mut assumed = 0;
+    for pod in pods.iter_mut() {
+        let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+        let status = pod.status.get_or_insert_with(Default::default);
+        let running = matches!(status.phase.as_deref(), None | Some("Running"));
+        if bound && running && status.conditions.is_none() {
+            status.conditions = Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "Ready".to_owned(),
+                status: "True".to_owned(),
+                ..Default::default()
+            }]);
+            assumed += 1;
+        }
+    }
+    assumed
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -127,4 +153,49 @@ fn text(report: &[GroupAudit]) -> String {
     let unsafe_groups = report.iter().filter(|g| !g.zone_safe).count();
     let _ = writeln!(out, "{} group(s), {unsafe_groups} not zone-safe", report.len());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_names_the_worst_loss_and_counts_unsafe_groups() {
+        let g = GroupAudit {
+            group: "db/pg".into(),
+            n: 3,
+            majority: 2,
+            ready: 3,
+            ready_per_zone: [("a".to_owned(), 2), ("b".to_owned(), 1)].into_iter().collect(),
+            zone_safe: false,
+            worst_zone: Some(("a".into(), 1)),
+            node_safe: true,
+            worst_node: Some(("n1".into(), 2)),
+            on_unhealthy_nodes: vec![],
+            pending: vec!["pg-3".into()],
+            recovery: vec!["report".into()],
+        };
+        let out = text(&[g]);
+        assert!(out.contains("db/pg: n=3 majority=2 ready=3 per zone [a=2 b=1] recovery=report"), "{out}");
+        assert!(out.contains("zone-safe: NO (losing a leaves 1)"), "{out}");
+        assert!(out.contains("node-safe: yes"), "{out}");
+        assert!(out.contains("Pending: pg-3"), "{out}");
+        assert!(out.ends_with("1 group(s), 1 not zone-safe\n"), "{out}");
+        assert_eq!(text(&[]), "no stowage groups found\n");
+    }
+
+    #[test]
+    fn only_bound_pods_without_status_are_assumed_ready() {
+        let mut pods: Vec<Pod> = vec![
+            serde_json::from_value(serde_json::json!({"spec": {"nodeName": "n1", "containers": []}})).unwrap(),
+            serde_json::from_value(serde_json::json!({"spec": {"containers": []}})).unwrap(),
+            serde_json::from_value(
+                serde_json::json!({"spec": {"nodeName": "n1", "containers": []}, "status": {"phase": "Pending"}}),
+            )
+            .unwrap(),
+        ];
+        assert_eq!(assume_ready_without_status(&mut pods), 1);
+        assert!(pods[1].status.as_ref().unwrap().conditions.is_none(), "not bound");
+        assert!(pods[2].status.as_ref().unwrap().conditions.is_none(), "Pending");
+    }
 }
