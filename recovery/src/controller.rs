@@ -409,7 +409,15 @@ impl Controller {
     /// One pass over every group.
     async fn reconcile(&mut self, stores: &Stores, elector: &mut LeaseElector, events: &mut EventWriter) {
         let cfg = self.config.load_full();
-        let (nodes, leases, pods) = (owned(&stores.nodes), owned(&stores.leases), owned(&stores.pods));
+        let (nodes, leases) = (owned(&stores.nodes), owned(&stores.leases));
+        // Only opted-in pods can be members: copy those, not the whole cluster's.
+        let pods: Vec<Pod> = stores
+            .pods
+            .state()
+            .iter()
+            .filter(|p| stowage_policy::annotations::opted_in(&p.metadata))
+            .map(|p| (**p).clone())
+            .collect();
         let (claims, volumes, statefulsets) =
             (owned(&stores.claims), owned(&stores.volumes), owned(&stores.statefulsets));
         let objects = Objects {
