@@ -31,8 +31,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the extender and/or webhook servers.
     Serve(Box<ServeArgs>),
-    /// Explain where the extender would place a pod (and what the webhook would inject first),
-    /// using a cluster snapshot instead of a live cluster.
+    /// Explain where the extender would place a pod and why: a live pod (`explain pod/NAME -n NS`,
+    /// also as `kubectl stowage explain ...`), or a pod file against a cluster snapshot (what the
+    /// webhook would inject first, then the placement).
     Explain(ExplainArgs),
     /// Print the JSON Patch the webhook would apply to a pod at creation.
     Mutate(MutateArgs),
@@ -155,20 +156,31 @@ pub struct AuditArgs {
 /// Arguments of `stowage explain`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
+    /// A pod of the live cluster, `pod/NAME` or `NAME` (read through the kubeconfig). Without it,
+    /// `--snapshot` and `--pod` describe the cluster and the pod offline.
+    #[arg(value_name = "pod/NAME", conflicts_with_all = ["snapshot", "pod"])]
+    pub target: Option<String>,
+    /// Namespace of the live pod.
+    #[arg(short = 'n', long, default_value = "default", requires = "target")]
+    pub namespace: String,
+    /// Kubeconfig for the live cluster (default: in-cluster, `$KUBECONFIG`, `~/.kube/config`).
+    #[arg(long, requires = "target")]
+    pub kubeconfig: Option<PathBuf>,
     /// Cluster snapshot: `kubectl get ... -o json` or `-o yaml` output (concatenated JSON
     /// documents or multi-document YAML).
-    #[arg(long)]
-    pub snapshot: PathBuf,
+    #[arg(long, requires = "pod")]
+    pub snapshot: Option<PathBuf>,
     /// The pod to place (YAML or JSON), as it is before admission.
-    #[arg(long)]
-    pub pod: PathBuf,
+    #[arg(long, requires = "snapshot")]
+    pub pod: Option<PathBuf>,
     /// Cluster config file.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
-    /// Place the pod as given, without applying the webhook's mutation first.
+    /// Place the pod as given, without applying the webhook's mutation first (always so for a
+    /// live pod: it was admitted already).
     #[arg(long)]
     pub no_mutate: bool,
 }

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs(CertsCommand::Install(args)) => runtime()?.block_on(certs_cmd::install(&args)),
         Command::Mutate(args) => mutate_cmd::mutate(&args),
         Command::Serve(args) => runtime()?.block_on(serve::serve(*args)),
+        Command::Explain(args) if args.target.is_some() => runtime()?.block_on(explain_cmd::explain_live(&args)),
         Command::Explain(args) => explain_cmd::explain_cmd(&args),
         Command::Audit(args) => runtime()?.block_on(audit_cmd::audit(&args)),
     }

@@ -1,5 +1,5 @@
 //! The extender half of `stowage serve`: the cluster cache (watchers or a snapshot), the
-//! binder, the event publisher and the router.
+//! binder, the event publisher, the waiting-pod reporter and the router.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -86,6 +86,14 @@ pub(crate) async fn start(inputs: Inputs<'_>) -> anyhow::Result<Started> {
                 let _ = publisher.await;
                 Ok(())
             });
+            // A reason on every waiting member, whichever filter held it.
+            tasks.spawn(crate::waiting::run(
+                client.clone(),
+                Arc::clone(&cache),
+                Arc::clone(&config),
+                Arc::clone(&events) as Arc<dyn EventSink>,
+                stop.clone(),
+            ));
             (cache, Arc::new(KubeBinder::new(client)) as Arc<dyn Binder>, events)
         }
         (None, Some(path)) => {
