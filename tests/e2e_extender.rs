@@ -550,7 +550,12 @@ async fn three_members_land_one_per_zone_on_distinct_nodes_with_events_decisions
         let feasible = filter["nodes"].as_array().map_or(0, |l| l.iter().filter(|n| n["feasible"] == true).count());
         assert_eq!(feasible, 6 - 2 * i, "one zone less per member: {filter:#}");
         let reserved = format!("reserved node {}", placed[name]);
-        assert!(filter["detail"].as_array().is_some_and(|d| d.iter().any(|l| l.as_str().is_some_and(|l| l.starts_with(&reserved)))), "{filter:#}");
+        assert!(
+            filter["detail"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|l| l.as_str().is_some_and(|l| l.starts_with(&reserved)))),
+            "{filter:#}"
+        );
         let bind = decisions.iter().find(|d| d["verb"] == "bind").expect("bind");
         assert_eq!(bind["detail"][0], format!("target node {}", placed[name]), "{bind:#}");
     }
@@ -761,9 +766,8 @@ async fn parallel_bursts_of_three_members_land_in_three_zones_every_time() {
 
     // Every member's node was decided and reserved in filter, and confirmed by its bind.
     let metrics = env.metrics().await;
-    let reservations = |event: &str| {
-        metric_sum(&metrics, "stowage_ledger_reservations_total", &[&format!("event=\"{event}\"")])
-    };
+    let reservations =
+        |event: &str| metric_sum(&metrics, "stowage_ledger_reservations_total", &[&format!("event=\"{event}\"")]);
     eprintln!(
         "[burst] {ROUNDS} rounds of 3 parallel members: all in distinct zones; time to all Ready {timings:?}; \
          reservations created {}, replaced {}, confirmed {}, expired {}",

@@ -51,8 +51,7 @@ impl Binaries {
     /// version-keyed cache, and if a binary is missing there `scripts/control-plane.sh` builds it
     /// from Go modules (slow the first time; progress goes to stderr).
     pub fn locate() -> Result<Self> {
-        let from_env =
-            (std::env::var_os(K8S_BIN_ENV), std::env::var_os(ETCD_BIN_ENV), std::env::var_os(KWOK_BIN_ENV));
+        let from_env = (std::env::var_os(K8S_BIN_ENV), std::env::var_os(ETCD_BIN_ENV), std::env::var_os(KWOK_BIN_ENV));
         if let (Some(k8s), Some(etcd), Some(kwok)) = from_env {
             let found = Self::in_dirs(Path::new(&k8s), Path::new(&etcd), Path::new(&kwok));
             found.missing().map_or(Ok(()), |m| {

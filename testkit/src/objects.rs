@@ -746,7 +746,10 @@ impl PodBuilder {
             max_skew: 1,
             topology_key: topology.to_owned(),
             when_unsatisfiable: "ScheduleAnyway".to_owned(),
-            label_selector: Some(LabelSelector { match_labels: Some(to_map(&[(key, value)])), match_expressions: None }),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(to_map(&[(key, value)])),
+                match_expressions: None,
+            }),
             ..TopologySpreadConstraint::default()
         };
         self.spec().topology_spread_constraints = Some(vec![constraint(HOSTNAME_LABEL), constraint(ZONE_LABEL)]);

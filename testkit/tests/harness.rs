@@ -169,7 +169,8 @@ async fn a_killed_node_turns_unknown_and_keeps_its_pod_terminating_until_revived
 
     revive_node(&client, &node).await.unwrap();
     let alive = wait_for_node_ready_status(&client, &node, "True", grace).await.unwrap();
-    let taints: Vec<String> = alive.spec.and_then(|s| s.taints).unwrap_or_default().into_iter().map(|t| t.key).collect();
+    let taints: Vec<String> =
+        alive.spec.and_then(|s| s.taints).unwrap_or_default().into_iter().map(|t| t.key).collect();
     poll_until("the unreachable taint to go", Duration::from_secs(20), Duration::from_millis(250), || async {
         let n = Api::<Node>::all(client.clone()).get(&node).await?;
         let keys: Vec<String> = n.spec.and_then(|s| s.taints).unwrap_or_default().into_iter().map(|t| t.key).collect();
@@ -204,9 +205,7 @@ async fn without_kwok_pods_never_turn_ready_and_without_the_controller_manager_n
     assert_eq!(node_name(&bound), Some(node.as_str()));
     let not_ready = wait_for_pod_ready(&client, &ns, "no-kubelet-0", Duration::from_secs(5)).await;
     assert!(not_ready.is_err(), "no kwok, no Ready: {not_ready:?}");
-    wait_for_node_ready_status(&client, &node, "Unknown", NODE_MONITOR_GRACE + Duration::from_secs(30))
-        .await
-        .unwrap();
+    wait_for_node_ready_status(&client, &node, "Unknown", NODE_MONITOR_GRACE + Duration::from_secs(30)).await.unwrap();
 
     cp.stop_controller_manager();
     create(&client, &statefulset(&ns, "no-controller", 1, template("no-controller")).build()).await.unwrap();
