@@ -35,10 +35,13 @@ struct Bed {
     client: Client,
     ns: String,
     sts: String,
-    /// a1, a2 (zone a), b1, c1.
+    /// By key (`a1`, `a2`, ...; the letter is the zone).
     nodes: BTreeMap<&'static str, String>,
     class: String,
     _scheduler: SchedulerHandle,
+    /// A client with the token of ServiceAccount `stowage-system/stowage-recovery`, when stowage
+    /// runs as it under the shipped RBAC.
+    service_account: Option<Client>,
     stowage: StowageProcess,
     _dir: tempfile::TempDir,
 }
@@ -80,23 +83,41 @@ fn member_template(profile: &str, scheduler: &str, pool: &str, sts: &str) -> Pod
 }
 
 impl Bed {
-    /// `mode`/`after` go into a profile unique to this test.
+    /// Three zones: a1, a2 (zone a), b1, c1; three members on a1, b1 and c1 (a2 gets a volume
+    /// only when the test creates the spare one). `mode`/`after` go into a profile unique to
+    /// this test.
     async fn start(prefix: &str, mode: &str, after_secs: u64) -> Self {
+        Self::start_layout(prefix, mode, after_secs, &["a1", "a2", "b1", "c1"], &["a1", "b1", "c1"], false).await
+    }
+
+    /// Nodes `keys` (zone = the key's first letter), a local volume on each of `volumes`, and a
+    /// StatefulSet with one member per volume. With `shipped_rbac`, stowage runs with the token of
+    /// ServiceAccount `stowage-system/stowage-recovery` bound by `manifests/base/rbac-recovery.yaml`
+    /// (and leads through the shipped Lease name in `stowage-system`); else as admin, with a
+    /// Lease namespace of its own.
+    async fn start_layout(
+        prefix: &str,
+        mode: &str,
+        after_secs: u64,
+        keys: &[&'static str],
+        volumes: &[&'static str],
+        shipped_rbac: bool,
+    ) -> Self {
         let cp = ControlPlane::shared().await.expect("control plane");
         let client = cp.client();
         let ns = namespace(&client, prefix).await.expect("namespace");
         let pool = unique_name(prefix);
         let mut nodes = BTreeMap::new();
         let mut objects = Vec::new();
-        for (key, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("c1", "c")] {
+        for &key in keys {
             let name = format!("{pool}-{key}");
-            objects.push(fake_node(&name).zone(zone).label(POOL_LABEL, &pool).build());
+            objects.push(fake_node(&name).zone(&key[..1]).label(POOL_LABEL, &pool).build());
             nodes.insert(key, name);
         }
         create_nodes(&client, objects).await.expect("nodes");
         let class = unique_name("rec-local");
         create(&client, &storage_class(&class).wait_for_first_consumer().build()).await.expect("storage class");
-        for key in ["a1", "b1", "c1"] {
+        for key in volumes {
             let node = &nodes[key];
             create(&client, &local_pv(&format!("{node}-pv"), node, "1Gi", &class).build()).await.expect("pv");
         }
@@ -111,10 +132,16 @@ impl Bed {
         .expect("config");
         let scheduler_name = unique_name("rec-sched");
         let scheduler = cp.start_scheduler(&SchedulerConfig::new(&scheduler_name)).await.expect("scheduler");
-        let lease_ns = namespace(&client, "rec-lease").await.expect("lease namespace");
+        let (kubeconfig, lease_ns, service_account) = if shipped_rbac {
+            let (kubeconfig, client) = shipped_identity(&cp).await;
+            (kubeconfig, SYSTEM_NS.to_owned(), Some(client))
+        } else {
+            let lease_ns = namespace(&client, "rec-lease").await.expect("lease namespace");
+            (cp.kubeconfig_path().to_owned(), lease_ns, None)
+        };
         let stowage = StowageProcess::start(
             &StowageArgs::new(&stowage_bin(), "recovery")
-                .kubeconfig(cp.kubeconfig_path())
+                .kubeconfig(&kubeconfig)
                 .config(&config)
                 .arg(format!("--recovery-namespace={lease_ns}"))
                 .arg("--recovery-identity=e2e")
@@ -128,18 +155,23 @@ impl Bed {
 
         let sts = "pg".to_owned();
         let template = member_template(&profile, &scheduler_name, &pool, &sts);
+        let replicas = i32::try_from(volumes.len()).expect("replicas");
         create(
             &client,
-            &statefulset(&ns, &sts, 3, template).parallel().volume_claim_template("data", &class, "1Gi").build(),
+            &statefulset(&ns, &sts, replicas, template).parallel().volume_claim_template("data", &class, "1Gi").build(),
         )
         .await
         .expect("statefulset");
-        let bed = Self { client, ns, sts, nodes, class, _scheduler: scheduler, stowage, _dir: dir };
-        let pods = wait_for_statefulset_ready(&bed.client, &bed.ns, &bed.sts, 3, scaled(Duration::from_secs(90)))
+        let bed = Self { client, ns, sts, nodes, class, _scheduler: scheduler, service_account, stowage, _dir: dir };
+        let ready = scaled(Duration::from_secs(90));
+        let pods = wait_for_statefulset_ready(&bed.client, &bed.ns, &bed.sts, volumes.len(), ready)
             .await
             .unwrap_or_else(|e| panic!("members Ready: {e:#}\n{}", bed.stowage.log_tail(LOG_LINES)));
-        let on: Vec<&str> = pods.values().filter_map(node_name).collect();
-        assert!(!on.contains(&bed.nodes["a2"].as_str()), "a2 has no volume yet: {on:?}");
+        let mut on: Vec<&str> = pods.values().filter_map(node_name).collect();
+        on.sort_unstable();
+        let mut want: Vec<&str> = volumes.iter().map(|k| bed.nodes[k].as_str()).collect();
+        want.sort_unstable();
+        assert_eq!(on, want, "one member per volume");
         bed
     }
 
@@ -180,10 +212,63 @@ impl Bed {
         }
     }
 
+    /// Creates a free local volume on node `key`.
+    async fn spare_volume(&self, key: &str) {
+        let node = &self.nodes[key];
+        create(&self.client, &local_pv(&format!("{node}-pv"), node, "1Gi", &self.class).build())
+            .await
+            .expect("spare pv");
+    }
+
+    /// Waits until pod `name` is a new incarnation (uid other than `old`), Ready, and returns it.
+    async fn wait_rebuilt(&self, name: &str, old: &str, timeout: Duration) -> Pod {
+        poll_until(&format!("{name} rebuilt and Ready"), scaled(timeout), Duration::from_millis(500), || async {
+            let pod = self.pod(name).await;
+            Ok(pod.filter(|p| uid(p) != old && is_ready(p) && p.metadata.deletion_timestamp.is_none()))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", self.stowage.log_tail(LOG_LINES)))
+    }
+
     async fn cleanup(self) {
         let names: Vec<String> = self.nodes.values().cloned().collect();
         let _ = delete_nodes(&self.client, names).await;
         let _ = self.class;
+    }
+}
+
+const SYSTEM_NS: &str = "stowage-system";
+
+/// Applies `manifests/base/rbac-recovery.yaml` and returns a kubeconfig and a client with a real
+/// token of its ServiceAccount.
+async fn shipped_identity(cp: &ControlPlane) -> (PathBuf, Client) {
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": SYSTEM_NS}})).expect("namespace");
+    match Api::all(cp.client()).create(&kube::api::PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("creating {SYSTEM_NS}: {e}"),
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/base/rbac-recovery.yaml");
+    let out = cp
+        .kubectl()
+        .expect("kubectl")
+        .args(["apply", "--server-side", "-f"])
+        .arg(&manifest)
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+    let token = cp.service_account_token(SYSTEM_NS, "stowage-recovery").await.expect("token");
+    let kubeconfig = cp
+        .write_kubeconfig(&unique_name("stowage-recovery-sa"), &stowage_testkit::Identity::Token(token.clone()))
+        .expect("kubeconfig");
+    (kubeconfig, cp.client_with_token(&token).await.expect("client"))
+}
+
+fn assert_forbidden<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>) {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
     }
 }
 
@@ -196,7 +281,10 @@ fn uid(obj: &impl kube::Resource) -> String {
 /// Released, not deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_on_a_dead_nodes_local_volume_is_rebuilt_in_its_zone() {
-    let bed = Bed::start("rec-rebuild", "rebuild", AFTER_SECS).await;
+    // Under the shipped ServiceAccount and RBAC: proves they are enough for a whole rebuild.
+    let bed =
+        Bed::start_layout("rec-rebuild", "rebuild", AFTER_SECS, &["a1", "a2", "b1", "c1"], &["a1", "b1", "c1"], true)
+            .await;
     let (victim, claim) = bed.member_on("a1").await;
     let victim_name = victim.name_any();
     let others: BTreeMap<String, String> = statefulset_pods(&bed.client, &bed.ns, &bed.sts)
@@ -208,23 +296,25 @@ async fn a_member_on_a_dead_nodes_local_volume_is_rebuilt_in_its_zone() {
         .collect();
     let old_pv = claim.spec.as_ref().and_then(|s| s.volume_name.clone()).expect("bound claim");
     let spare = &bed.nodes["a2"];
-    create(&bed.client, &local_pv(&format!("{spare}-pv"), spare, "1Gi", &bed.class).build()).await.expect("spare pv");
+    bed.spare_volume("a2").await;
 
     kill_node(&bed.client, &bed.nodes["a1"]).await.expect("kill a1");
     bed.wait_for_event(&victim_name, "StowageRecoveryRebuild", "delete claim(s)", Duration::from_secs(120)).await;
 
-    let rebuilt = poll_until(
-        "the member Ready again on a2",
-        scaled(Duration::from_secs(120)),
-        Duration::from_millis(500),
-        || async {
-            let pod = bed.pod(&victim_name).await;
-            Ok(pod.filter(|p| uid(p) != uid(&victim) && is_ready(p) && p.metadata.deletion_timestamp.is_none()))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", bed.stowage.log_tail(LOG_LINES)));
+    let rebuilt = bed.wait_rebuilt(&victim_name, &uid(&victim), Duration::from_secs(120)).await;
     assert_eq!(node_name(&rebuilt), Some(spare.as_str()), "rebuilt in zone a, on the spare node");
+    let sts_events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(bed.client.clone(), &bed.ns)
+        .list(
+            &kube::api::ListParams::default()
+                .fields(&format!("involvedObject.kind=StatefulSet,involvedObject.name={}", bed.sts)),
+        )
+        .await
+        .expect("StatefulSet events");
+    assert!(
+        sts_events.items.iter().any(|e| e.reason.as_deref() == Some("StowageRecoveryRebuild")
+            && e.message.as_deref().is_some_and(|m| m.contains(&victim_name))),
+        "the StatefulSet says which member was rebuilt"
+    );
     let new_claim = bed.claim(&format!("data-{victim_name}")).await.expect("a new claim");
     assert_ne!(uid(&new_claim), uid(&claim), "a fresh claim");
     assert_eq!(new_claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()), Some(format!("{spare}-pv").as_str()));
@@ -239,6 +329,34 @@ async fn a_member_on_a_dead_nodes_local_volume_is_rebuilt_in_its_zone() {
         stowage_testkit::metric_sum(&metrics, "stowage_recovery_actions_total", &["mode=\"rebuild\""]) >= 1.0,
         "{metrics}"
     );
+    // ... and least privilege: nothing outside what the code needs.
+    let sa = bed.service_account.clone().expect("ran as the ServiceAccount");
+    assert_forbidden(
+        "recovery: read secrets",
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(sa.clone(), SYSTEM_NS).list(&Default::default()).await,
+    );
+    assert_forbidden(
+        "recovery: create pods",
+        Api::<Pod>::namespaced(sa.clone(), &bed.ns).create(&Default::default(), &pod(&bed.ns, "nope").build()).await,
+    );
+    assert_forbidden(
+        "recovery: delete volumes",
+        Api::<PersistentVolume>::all(sa.clone()).delete(&old_pv, &Default::default()).await,
+    );
+    assert_forbidden(
+        "recovery: patch nodes",
+        Api::<k8s_openapi::api::core::v1::Node>::all(sa.clone())
+            .patch(
+                &bed.nodes["a2"],
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+            )
+            .await,
+    );
+    assert_forbidden(
+        "recovery: read another Lease",
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(sa, SYSTEM_NS).get("stowage-scheduler").await,
+    );
     bed.cleanup().await;
 }
 
@@ -252,8 +370,7 @@ async fn the_primary_is_never_rebuilt() {
         .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"role": "primary"}}})))
         .await
         .expect("label the primary");
-    let spare = &bed.nodes["a2"];
-    create(&bed.client, &local_pv(&format!("{spare}-pv"), spare, "1Gi", &bed.class).build()).await.expect("spare pv");
+    bed.spare_volume("a2").await;
 
     kill_node(&bed.client, &bed.nodes["a1"]).await.expect("kill a1");
     let note = bed.wait_for_event(&name, "StowageRecoveryHeld", "primary", Duration::from_secs(120)).await;
@@ -274,8 +391,7 @@ async fn report_mode_changes_nothing() {
     let bed = Bed::start("rec-report", "report", AFTER_SECS).await;
     let (victim, claim) = bed.member_on("a1").await;
     let name = victim.name_any();
-    let spare = &bed.nodes["a2"];
-    create(&bed.client, &local_pv(&format!("{spare}-pv"), spare, "1Gi", &bed.class).build()).await.expect("spare pv");
+    bed.spare_volume("a2").await;
 
     kill_node(&bed.client, &bed.nodes["a1"]).await.expect("kill a1");
     let note = bed.wait_for_event(&name, "StowageRecoveryReport", "would rebuild", Duration::from_secs(120)).await;
@@ -295,8 +411,7 @@ async fn a_node_revived_before_after_keeps_its_member() {
     let bed = Bed::start("rec-revive", "rebuild", after).await;
     let (victim, claim) = bed.member_on("a1").await;
     let name = victim.name_any();
-    let spare = &bed.nodes["a2"];
-    create(&bed.client, &local_pv(&format!("{spare}-pv"), spare, "1Gi", &bed.class).build()).await.expect("spare pv");
+    bed.spare_volume("a2").await;
     let a1 = &bed.nodes["a1"];
 
     let killed = std::time::Instant::now();
@@ -320,4 +435,113 @@ async fn a_node_revived_before_after_keeps_its_member() {
         bed.stowage.log_tail(LOG_LINES)
     );
     bed.cleanup().await;
+}
+
+/// Two members of one five-member group lose their nodes at once: one is rebuilt, the other
+/// waits (one member per group at a time) until the first is Ready again, then follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_death_in_the_group_waits_for_the_first_rebuild() {
+    let keys = ["a1", "a2", "b1", "b2", "c1", "d1", "e1"];
+    let bed =
+        Bed::start_layout("rec-twice", "rebuild", AFTER_SECS, &keys, &["a1", "b1", "c1", "d1", "e1"], false).await;
+    let (on_a, _) = bed.member_on("a1").await;
+    let (on_b, _) = bed.member_on("b1").await;
+    bed.spare_volume("a2").await;
+    bed.spare_volume("b2").await;
+    kill_node(&bed.client, &bed.nodes["a1"]).await.expect("kill a1");
+    kill_node(&bed.client, &bed.nodes["b1"]).await.expect("kill b1");
+
+    // Whichever goes first, the other is held while the first is not Ready.
+    let rebuilding = |pod: &Pod| {
+        let (client, ns, name) = (bed.client.clone(), bed.ns.clone(), pod.name_any());
+        async move {
+            let events = pod_events(&client, &ns, &name).await?;
+            anyhow::Ok(events.iter().any(|e| e.reason.as_deref() == Some("StowageRecoveryRebuild")))
+        }
+    };
+    let a_first =
+        poll_until("a first rebuild", scaled(Duration::from_secs(120)), Duration::from_millis(500), || async {
+            let (a, b) = (rebuilding(&on_a).await?, rebuilding(&on_b).await?);
+            Ok((a || b).then_some(a))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", bed.stowage.log_tail(LOG_LINES)));
+    let (first, second) = if a_first { (&on_a, &on_b) } else { (&on_b, &on_a) };
+    let second_claim_before = bed.claim(&format!("data-{}", second.name_any())).await.expect("second claim");
+    let held =
+        bed.wait_for_event(&second.name_any(), "StowageRecoveryHeld", "one at a time", Duration::from_secs(30)).await;
+    assert!(held.contains(&first.name_any()), "{held}");
+    let first_rebuilt = bed.wait_rebuilt(&first.name_any(), &uid(first), Duration::from_secs(120)).await;
+    let second_claim = bed.claim(&format!("data-{}", second.name_any())).await.expect("second claim");
+    assert_eq!(uid(&second_claim), uid(&second_claim_before), "untouched while the first was rebuilt");
+    bed.wait_for_event(&second.name_any(), "StowageRecoveryRebuild", "delete claim(s)", Duration::from_secs(60)).await;
+    let second_rebuilt = bed.wait_rebuilt(&second.name_any(), &uid(second), Duration::from_secs(120)).await;
+    // Recovery does not choose nodes: the scheduler does. With the spare volumes only on a2 and
+    // b2, zones a and b each hold one member again (which member goes where is the
+    // scheduler's choice: the plain kube-scheduler here knows nothing of zones).
+    let mut landed: Vec<&str> = [&first_rebuilt, &second_rebuilt].into_iter().filter_map(node_name).collect();
+    landed.sort_unstable();
+    assert_eq!(landed, vec![bed.nodes["a2"].as_str(), bed.nodes["b2"].as_str()]);
+    bed.cleanup().await;
+}
+
+/// Two replicas of the controller: one holds the Lease; when it dies without releasing it, the
+/// other takes over after the Lease duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_elect_one_leader_and_fail_over() {
+    let cp = ControlPlane::shared().await.expect("control plane");
+    let client = cp.client();
+    let lease_ns = namespace(&client, "rec-elect").await.expect("namespace");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "{}\n").expect("config");
+    let start = |identity: &'static str| {
+        let args = StowageArgs::new(&stowage_bin(), "recovery")
+            .kubeconfig(cp.kubeconfig_path())
+            .config(&config)
+            .arg(format!("--recovery-namespace={lease_ns}"))
+            .arg(format!("--recovery-identity={identity}"))
+            .arg("--recovery-interval=1s")
+            .arg("--recovery-lease-duration=4s");
+        let log = dir.path().join(format!("{identity}.log"));
+        async move { StowageProcess::start(&args, &log).await.expect("stowage starts") }
+    };
+    let mut replicas = BTreeMap::from([("r1", start("r1").await), ("r2", start("r2").await)]);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &lease_ns);
+    let holder = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
+        leases.get_opt("stowage-recovery").await.ok().flatten().and_then(|l| l.spec?.holder_identity)
+    };
+    let first = poll_until("a leader", scaled(Duration::from_secs(30)), Duration::from_millis(200), || async {
+        Ok(holder(leases.clone()).await)
+    })
+    .await
+    .expect("one replica leads");
+    // Exactly one says it leads.
+    let leading = poll_until(
+        "one leader in the metrics",
+        scaled(Duration::from_secs(10)),
+        Duration::from_millis(200),
+        || async {
+            let mut sum = 0.0;
+            for r in replicas.values() {
+                sum += stowage_testkit::metric_sum(&r.metrics().await?, "stowage_recovery_leader", &[]);
+            }
+            Ok((sum == 1.0).then_some(()))
+        },
+    )
+    .await;
+    assert!(leading.is_ok(), "{leading:?}");
+
+    replicas.get_mut(first.as_str()).expect("the leader").kill();
+    let other = if first == "r1" { "r2" } else { "r1" };
+    let next = poll_until(
+        "the other replica takes over",
+        scaled(Duration::from_secs(30)),
+        Duration::from_millis(200),
+        || async { Ok(holder(leases.clone()).await.filter(|h| h == other)) },
+    )
+    .await;
+    assert!(next.is_ok(), "{next:?}\n{}", replicas[other].log_tail(LOG_LINES));
+    let lease = leases.get("stowage-recovery").await.expect("lease");
+    assert!(lease.spec.and_then(|s| s.lease_transitions).unwrap_or(0) >= 1);
 }
