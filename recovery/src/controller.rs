@@ -95,20 +95,25 @@ pub struct InFlight {
     pub group: String,
     /// The member's pod name.
     pub member: String,
-    /// The uid of the pod that was stranded; the rebuild is done when a pod of that name with
-    /// another uid is Ready.
+    /// The uid of the pod that was stranded.
     pub old_uid: String,
+    /// The dead node.
+    #[serde(default)]
+    pub node: String,
     /// When the rebuild started (RFC 3339).
     pub since: String,
 }
 
-/// Whether the rebuild is over: a new pod of the member's name is Ready.
+/// Whether the rebuild is over: the member is Ready again, as a new pod or on another node (a
+/// pod that Kubernetes had already replaced before the rebuild keeps its uid).
 #[must_use]
 pub fn rebuilt(flight: &InFlight, groups: &[GroupFacts]) -> bool {
-    groups
-        .iter()
-        .filter(|g| g.key.to_string() == flight.group)
-        .any(|g| g.member(&flight.member).is_some_and(|m| m.uid != flight.old_uid && m.ready && !m.terminating))
+    groups.iter().filter(|g| g.key.to_string() == flight.group).any(|g| {
+        g.member(&flight.member).is_some_and(|m| {
+            let moved = m.node.as_deref().is_some_and(|n| n != flight.node);
+            m.ready && !m.terminating && (m.uid != flight.old_uid || moved)
+        })
+    })
 }
 
 /// The trimmed caches the controller reads.
@@ -507,6 +512,7 @@ impl Controller {
                 group: key.clone(),
                 member: member.name.clone(),
                 old_uid: member.uid.clone(),
+                node: action.node.clone(),
                 since: Timestamp::now().to_string(),
             });
         }
@@ -606,10 +612,50 @@ mod tests {
             group: "db/pg".into(),
             member: "pg-0".into(),
             old_uid: "u".into(),
+            node: "n1".into(),
             since: "2026-01-01T00:00:00Z".into(),
         }];
         assert_eq!(decode_in_flight(&encode_in_flight(&flights)), flights);
         assert!(encode_in_flight(&[]).is_empty());
         assert!(decode_in_flight(&BTreeMap::from([(IN_FLIGHT_KEY.to_owned(), "garbage".to_owned())])).is_empty());
+    }
+
+    #[test]
+    fn a_rebuild_is_over_when_the_member_is_ready_as_a_new_pod_or_elsewhere() {
+        use crate::facts::{GroupFacts, MemberFacts};
+        use stowage_policy::{GroupKey, config::RecoveryMode};
+        let flight = InFlight {
+            group: "db/pg".into(),
+            member: "pg-0".into(),
+            old_uid: "old".into(),
+            node: "dead".into(),
+            since: String::new(),
+        };
+        let group = |uid: &str, node: Option<&str>, ready: bool| {
+            vec![GroupFacts {
+                key: GroupKey { namespace: "db".into(), name: "pg".into() },
+                n: 3,
+                statefulset: Some("pg".into()),
+                statefulset_paused: false,
+                members: vec![MemberFacts {
+                    name: "pg-0".into(),
+                    uid: uid.into(),
+                    node: node.map(str::to_owned),
+                    ready,
+                    terminating: false,
+                    primary: false,
+                    mode: RecoveryMode::Rebuild,
+                    after: Duration::from_secs(60),
+                    paused: false,
+                    claims: vec![],
+                }],
+            }]
+        };
+        assert!(rebuilt(&flight, &group("new", Some("n2"), true)));
+        assert!(rebuilt(&flight, &group("old", Some("n2"), true)), "replaced before the rebuild, now elsewhere");
+        assert!(rebuilt(&flight, &group("new", Some("dead"), true)), "a new pod on the revived node");
+        assert!(!rebuilt(&flight, &group("new", None, false)), "Pending");
+        assert!(!rebuilt(&flight, &group("old", Some("dead"), true)), "the old pod");
+        assert!(!rebuilt(&flight, &group("new", Some("n2"), false)), "not Ready yet");
     }
 }
