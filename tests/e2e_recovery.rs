@@ -43,6 +43,10 @@ struct Bed {
     /// runs as it under the shipped RBAC.
     service_account: Option<Client>,
     stowage: StowageProcess,
+    /// The stowage config file.
+    config: PathBuf,
+    /// An admin kubeconfig.
+    admin_kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -162,7 +166,19 @@ impl Bed {
         )
         .await
         .expect("statefulset");
-        let bed = Self { client, ns, sts, nodes, class, _scheduler: scheduler, service_account, stowage, _dir: dir };
+        let bed = Self {
+            client,
+            ns,
+            sts,
+            nodes,
+            class,
+            _scheduler: scheduler,
+            service_account,
+            stowage,
+            config,
+            admin_kubeconfig: cp.kubeconfig_path().to_owned(),
+            _dir: dir,
+        };
         let ready = scaled(Duration::from_secs(90));
         let pods = wait_for_statefulset_ready(&bed.client, &bed.ns, &bed.sts, volumes.len(), ready)
             .await
@@ -210,6 +226,21 @@ impl Bed {
                 self.stowage.log_tail(LOG_LINES)
             ),
         }
+    }
+
+    /// `stowage audit --output json` on the live cluster: exit code and report. Only this test's
+    /// group resolves (its profile is in no other test's config).
+    fn audit(&self) -> (Option<i32>, serde_json::Value) {
+        let out = std::process::Command::new(stowage_bin())
+            .arg("audit")
+            .arg(format!("--kubeconfig={}", self.admin_kubeconfig.display()))
+            .arg(format!("--config={}", self.config.display()))
+            .args(["--output", "json"])
+            .output()
+            .expect("stowage audit runs");
+        let report = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("audit JSON: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
     }
 
     /// Creates a free local volume on node `key`.
@@ -372,9 +403,16 @@ async fn the_primary_is_never_rebuilt() {
         .expect("label the primary");
     bed.spare_volume("a2").await;
 
+    let (code, report) = bed.audit();
+    assert_eq!(code, Some(0), "one member per zone is zone-safe: {report:#}");
+    assert_eq!(report["groups"][0]["zoneSafe"], true, "{report:#}");
+
     kill_node(&bed.client, &bed.nodes["a1"]).await.expect("kill a1");
     let note = bed.wait_for_event(&name, "StowageRecoveryHeld", "primary", Duration::from_secs(120)).await;
     assert!(note.contains("failover belongs to the database"), "{note}");
+    let (code, report) = bed.audit();
+    assert_eq!(code, Some(3), "two Ready members in two zones are not zone-safe: {report:#}");
+    assert_eq!(report["groups"][0]["onUnhealthyNodes"], json!([name]), "{report:#}");
     // A few more rounds: still nothing deleted.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let still = bed.claim(&format!("data-{name}")).await.expect("the claim is kept");
