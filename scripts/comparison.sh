@@ -3,17 +3,23 @@
 # stowage and with the plain kube-scheduler under the operators' default rules (CloudNativePG,
 # Crunchy PGO), on every Kubernetes version of the test matrix, and tabulates what happened.
 #
-# Usage: scripts/comparison.sh
+# Usage: scripts/comparison.sh [--from ROWS]
+#   --from ROWS   render rows already recorded (any e2e run with STOWAGE_COMPARISON_OUT=ROWS,
+#                 e.g. scripts/test.sh) instead of running the scenarios again
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/control-plane.sh >/dev/null
-read -r -a versions <<<"$(scripts/control-plane.sh print-versions)"
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
-for v in "${versions[@]}"; do
-  STOWAGE_K8S_VERSION="$v" STOWAGE_COMPARISON_OUT="$rows" \
-    cargo test --locked -p stowage --test e2e_extender --test e2e_placement -- --test-threads=2 >&2
-done
+if [[ "${1:-}" == --from ]]; then
+  cp "$2" "$rows"
+else
+  scripts/control-plane.sh >/dev/null
+  read -r -a versions <<<"$(scripts/control-plane.sh print-versions)"
+  for v in "${versions[@]}"; do
+    STOWAGE_K8S_VERSION="$v" STOWAGE_COMPARISON_OUT="$rows" \
+      cargo test --locked -p stowage --test e2e_extender --test e2e_placement -- --test-threads=2 >&2
+  done
+fi
 {
   cat <<'HEAD'
 # Stowage next to the plain scheduler
@@ -32,6 +38,6 @@ Regenerate with `scripts/comparison.sh`.
 | scenario | Kubernetes | plain kube-scheduler + operator default | stowage |
 | --- | --- | --- | --- |
 HEAD
-  sort "$rows"
+  sort -u "$rows"
 } > docs/comparison.md
 echo "wrote docs/comparison.md ($(wc -l <"$rows") rows)" >&2

@@ -187,8 +187,13 @@ fn held_by(reasons: &[(&str, usize)], scheduler_message: &str) -> &'static str {
 
 /// What would let the pod be placed.
 fn unblock(ex: &Explanation, limit: Option<u32>, reasons: &[(&str, usize)]) -> String {
-    if let Some(node) = &ex.preferred {
-        let zone = ex.nodes.iter().find(|l| &l.node == node).and_then(|l| l.zone.as_deref()).unwrap_or("-");
+    // The explanation covers every cached node; a group's zone counts cover only the zones the
+    // pod may use (its node selector and affinity), so a suggestion must lie in one of them.
+    let usable = |l: &&stowage_scheduler::explain::NodeLine| {
+        ex.zone_counts.is_empty() || l.zone.as_deref().is_some_and(|z| ex.zone_counts.iter().any(|c| c.zone == z))
+    };
+    if let Some(line) = ex.nodes.iter().filter(|l| l.feasible).find(usable) {
+        let (node, zone) = (&line.node, line.zone.as_deref().unwrap_or("-"));
         return format!(
             "stowage's rules allow node {node} in zone {zone}: give it what kube-scheduler's own filters \
              miss there (see below), or add a node in zone {zone}"
@@ -279,7 +284,7 @@ mod tests {
     #[test]
     fn a_member_held_by_the_quorum_guard_is_told_which_zone_would_take_it() {
         let ex = explanation(
-            vec![line("a1", "a", GUARD), line("a2", "a", GUARD), line("b1", "b", GUARD), line("c1", "c", "")],
+            vec![line("a1", "a", GUARD), line("a2", "a", GUARD), line("b1", "b", GUARD)],
             &[("a", 1), ("b", 1), ("c", 0)],
             None,
         );
@@ -304,6 +309,18 @@ mod tests {
         let text = waiting_message(&ex, "0/1 nodes are available: 1 Insufficient memory.");
         assert!(text.contains("held by resources"), "{text}");
         assert!(text.contains("stowage's rules allow node c1 in zone c"), "{text}");
+    }
+
+    #[test]
+    fn a_node_outside_the_pods_zones_is_never_suggested() {
+        let ex = explanation(
+            vec![line("other-x1", "other-x", ""), line("a1", "a", GUARD), line("c1", "c", "")],
+            &[("a", 1), ("b", 1), ("c", 0)],
+            Some("other-x1"),
+        );
+        let text = waiting_message(&ex, "0/3 nodes are available: 1 Insufficient cpu.");
+        assert!(text.contains("allow node c1 in zone c"), "{text}");
+        assert!(!text.contains("other-x1"), "{text}");
     }
 
     #[test]

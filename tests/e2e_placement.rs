@@ -209,6 +209,23 @@ impl Env {
     }
 }
 
+/// Makes the first of `nodes` the one every scorer prefers: each other node runs a pod holding
+/// 2 of its 4 CPUs (with limits, so it is no noisy neighbour). Pods racing for the same best node
+/// is what a cross-pod rule must survive; with identical empty nodes kube-scheduler's own
+/// LeastAllocated would spread them and hide a broken rule.
+async fn one_attractive_node(env: &Env, tag: &str, nodes: &[String]) {
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        let mut p = pod(&env.ns, &format!("{tag}-busy-{i}"))
+            .cpu("2")
+            .memory("1Gi")
+            .limit("cpu", "2")
+            .limit("memory", "1Gi")
+            .build();
+        p.spec.as_mut().expect("spec").node_name = Some(node.clone());
+        create(&env.client, &p).await.expect("busy pod");
+    }
+}
+
 /// Nodes holding more than one of `pods`, with their pods.
 async fn shared_nodes(env: &Env, pods: &[String]) -> BTreeMap<String, Vec<String>> {
     let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -223,7 +240,8 @@ async fn shared_nodes(env: &Env, pods: &[String]) -> BTreeMap<String, Vec<String
 
 /// One round of two 3-member databases of one density class (`maxPerNode: 1`), created at the
 /// same moment as Parallel StatefulSets with WaitForFirstConsumer local claims, on 3 zones x 2
-/// nodes: six pods for six nodes. Returns the nodes that got two.
+/// nodes (one of them the most attractive): six pods for six nodes. Returns the nodes that got
+/// two.
 async fn density_round(
     env: &mut Env,
     scheduler: &str,
@@ -280,6 +298,7 @@ async fn density_caps_hold_across_groups_created_together_on_local_volumes() {
     let scheduler = env.scheduler(true).await;
     let pool = env.id.clone();
     let nodes = env.nodes(&pool, 2).await;
+    one_attractive_node(&env, "s", &nodes).await;
     for round in 0..ROUNDS {
         density_round(&mut env, &scheduler, &pool, &nodes, round, true).await;
     }
@@ -287,12 +306,13 @@ async fn density_caps_hold_across_groups_created_together_on_local_volumes() {
     let vanilla = env.scheduler(false).await;
     let vpool = format!("{}-v", env.id);
     let vnodes = env.nodes(&vpool, 2).await;
+    one_attractive_node(&env, "v", &vnodes).await;
     let mut crowded = 0;
     for round in 0..ROUNDS {
         crowded += usize::from(density_round(&mut env, &vanilla, &vpool, &vnodes, round, false).await > 0);
     }
     env.record(
-        "two 3-member databases of one density class (max 1 per node), created together, WaitForFirstConsumer local volumes, 10 rounds",
+        "two 3-member databases of one density class (max 1 per node), created together, WaitForFirstConsumer local volumes, one emptiest node, 10 rounds",
         &format!("no operator rule spans two clusters: two pods on one node in {crowded} of {ROUNDS} rounds"),
         &format!("never two on one node (0 of {ROUNDS} rounds)"),
     );
@@ -300,8 +320,8 @@ async fn density_caps_hold_across_groups_created_together_on_local_volumes() {
 }
 
 /// Two CloudNativePG-style primaries of different clusters (bare pods, claims on local volumes,
-/// `cnpg.io/instanceRole: primary`), created together; the test plays the operator. Returns
-/// whether they share a node.
+/// `cnpg.io/instanceRole: primary`), created together on nodes of which one is the most
+/// attractive; the test plays the operator. Returns whether they share a node.
 async fn primaries_round(
     env: &Env,
     scheduler: &str,
@@ -362,18 +382,20 @@ async fn two_primaries_started_together_never_share_a_node() {
     let scheduler = env.scheduler(true).await;
     let pool = env.id.clone();
     let nodes = env.nodes(&pool, 2).await;
+    one_attractive_node(&env, "s", &nodes).await;
     for round in 0..ROUNDS {
         primaries_round(&env, &scheduler, &pool, &nodes, round, true).await;
     }
     let vanilla = env.scheduler(false).await;
     let vpool = format!("{}-v", env.id);
     let vnodes = env.nodes(&vpool, 2).await;
+    one_attractive_node(&env, "v", &vnodes).await;
     let mut together = 0;
     for round in 0..ROUNDS {
         together += usize::from(primaries_round(&env, &vanilla, &vpool, &vnodes, round, false).await);
     }
     env.record(
-        "two primaries of different clusters started together, claims on local volumes, 10 rounds",
+        "two primaries of different clusters started together, claims on local volumes, one emptiest node, 10 rounds",
         &format!("CloudNativePG rule (per cluster only): same node in {together} of {ROUNDS} rounds"),
         &format!("never on one node (0 of {ROUNDS} rounds)"),
     );
