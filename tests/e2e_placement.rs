@@ -452,7 +452,7 @@ async fn members_land_on_quiet_nodes_against_the_schedulers_own_preference() {
         let on_noisy: BTreeSet<String> = pods
             .values()
             .filter_map(|p| node_name(p).map(str::to_owned))
-            .filter(|n| noisy.iter().any(|q| *q == n))
+            .filter(|n| noisy.contains(&n))
             .collect();
         if stowage {
             let names: Vec<String> = pods.keys().cloned().collect();
