@@ -34,6 +34,13 @@ pub const LOCAL_DATA: &str = "stowage.io/local-data";
 pub const ROLE: &str = "stowage.io/role";
 /// Dedicated pool name.
 pub const POOL: &str = "stowage.io/pool";
+/// Recovery mode override for the group: off | report | rebuild (read by the recovery
+/// controller; placement ignores it).
+pub const RECOVERY: &str = "stowage.io/recovery";
+/// `"true"` pauses every recovery action for the group (read by the recovery controller).
+pub const RECOVERY_PAUSED: &str = "stowage.io/recovery-paused";
+/// The values [`RECOVERY`] accepts.
+pub const RECOVERY_MODES: &[&str] = &["off", "report", "rebuild"];
 
 /// The label the webhook stamps with the group name so selectors can match members.
 pub const GROUP_LABEL: &str = "stowage.io/group";
@@ -41,7 +48,8 @@ pub const GROUP_LABEL: &str = "stowage.io/group";
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 
 /// Every annotation key the policy understands.
-pub const KEYS: &[&str] = &[PROFILE, GROUP, MEMBERS, ZONE_SPREAD, NODE_SPREAD, QUORUM, LOCAL_DATA, ROLE, POOL];
+pub const KEYS: &[&str] =
+    &[PROFILE, GROUP, MEMBERS, ZONE_SPREAD, NODE_SPREAD, QUORUM, LOCAL_DATA, ROLE, POOL, RECOVERY, RECOVERY_PAUSED];
 
 /// Largest accepted `stowage.io/members`.
 pub const MAX_MEMBERS: u32 = 999;
@@ -274,6 +282,9 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
     let quorum = choice(QUORUM, Quorum::ALLOWED).and_then(Quorum::parse);
     let local_data = choice(LOCAL_DATA, LocalData::ALLOWED).and_then(LocalData::parse);
     let role_ann = choice(ROLE, Role::ALLOWED).and_then(Role::parse);
+    // Validated here so a typo is denied at admission; the recovery controller acts on them.
+    let _ = choice(RECOVERY, RECOVERY_MODES);
+    let _ = choice(RECOVERY_PAUSED, &["true", "false"]);
 
     let members = match ann.get(MEMBERS) {
         None => None,
@@ -475,6 +486,18 @@ mod tests {
         assert_eq!(resolve(&m, &cfg).unwrap().unwrap().role, Some(Role::Replica));
         m.annotations.as_mut().unwrap().insert(ROLE.into(), "primary".into());
         assert_eq!(resolve(&m, &cfg).unwrap().unwrap().role, Some(Role::Primary));
+    }
+
+    #[test]
+    fn recovery_annotations_are_known_and_validated() {
+        let cfg = cfg();
+        let m = meta(&[(PROFILE, "pg"), (RECOVERY, "rebuild"), (RECOVERY_PAUSED, "true")]);
+        assert!(resolve(&m, &cfg).unwrap().is_some());
+        let m = meta(&[(PROFILE, "pg"), (RECOVERY, "always")]);
+        let err = resolve(&m, &cfg).unwrap_err().to_string();
+        assert!(err.contains("stowage.io/recovery") && err.contains("off, report, rebuild"), "{err}");
+        let m = meta(&[(PROFILE, "pg"), (RECOVERY_PAUSED, "yes")]);
+        assert!(resolve(&m, &cfg).is_err());
     }
 
     #[test]
