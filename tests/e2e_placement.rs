@@ -449,11 +449,8 @@ async fn members_land_on_quiet_nodes_against_the_schedulers_own_preference() {
             Ok(p) => p,
             Err(e) => panic!("{e:#}\n{}", env.diag(&[&format!("{name}-0"), &format!("{name}-1")]).await),
         };
-        let on_noisy: BTreeSet<String> = pods
-            .values()
-            .filter_map(|p| node_name(p).map(str::to_owned))
-            .filter(|n| noisy.contains(&n))
-            .collect();
+        let on_noisy: BTreeSet<String> =
+            pods.values().filter_map(|p| node_name(p).map(str::to_owned)).filter(|n| noisy.contains(&n)).collect();
         if stowage {
             let names: Vec<String> = pods.keys().cloned().collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
