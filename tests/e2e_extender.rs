@@ -668,7 +668,13 @@ async fn with_zone_c_full_the_third_member_waits_for_it_and_is_never_placed_two_
             env.filler(&format!("vfiller-{}-{i}", rule as u8), node, "3800m", None).await;
         }
         let name = format!("vanilla-{}", rule as u8);
-        env.statefulset(&name, 3, env.vanilla_template(&scheduler, &vpool, rule, &name), None, false).await;
+        // Annotated like the stowage group (a group that existed before stowage was installed):
+        // the plain scheduler ignores the annotation, `stowage audit` does not.
+        let mut template = env.vanilla_template(&scheduler, &vpool, rule, &name);
+        if let Some(meta) = template.metadata.as_mut() {
+            meta.annotations.get_or_insert_with(Default::default).insert("stowage.io/profile".into(), PROFILE.into());
+        }
+        env.statefulset(&name, 3, template, None, false).await;
         let names = env.wait_ready(&name, 3).await;
         let zones: Vec<String> = ["a", "b", "c"].iter().map(|z| format!("{vpool}-{z}")).collect();
         vanilla.push(format!("{}: all 3 placed, {}", rule.as_str(), env.zone_shape(&names, &zones).await));
@@ -678,6 +684,32 @@ async fn with_zone_c_full_the_third_member_waits_for_it_and_is_never_placed_two_
         &vanilla.join("; "),
         "waits Pending with a StowageQuorumGuard event (1/1/0); placed in zone C once it has room",
     );
+
+    // `stowage audit` on the live cluster: the plain scheduler's 2+1 groups would lose their
+    // majority with their double zone; stowage's 1/1/1 group would not.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .arg("audit")
+        .arg("--kubeconfig")
+        .arg(env.cp.kubeconfig_path())
+        .arg("--config")
+        .arg(env._dir.path().join("config.yaml"))
+        .args(["--output", "json"])
+        .output()
+        .expect("running stowage audit");
+    assert_eq!(out.status.code(), Some(3), "some group is not zone-safe: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("audit JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let groups: Vec<&Value> =
+        report.as_array().or_else(|| report["groups"].as_array()).map(|g| g.iter().collect()).unwrap_or_default();
+    let safe = |name: &str| {
+        let group = format!("{}/{name}", env.ns);
+        groups.iter().find(|g| g["group"] == group.as_str()).map(|g| g["zoneSafe"].clone())
+    };
+    assert_eq!(safe("pg"), Some(json!(true)), "stowage's group is zone-safe: {report:#}");
+    for rule in Vanilla::ALL {
+        let name = format!("vanilla-{}", rule as u8);
+        assert_eq!(safe(&name), Some(json!(false)), "{name} was placed 2+1: {report:#}");
+    }
     env.finish().await;
 }
 
