@@ -948,6 +948,7 @@ mod tests {
                 "kubernetes.io/hostname": "n1",
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
+                "kwok.x-k8s.io/node": "fake",
                 "topology.kubernetes.io/zone": "zone-a",
                 "pool": "db",
             })
