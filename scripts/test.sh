@@ -11,7 +11,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # One full build per run: incremental artifacts would only cost disk (several GiB).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
-step "disk (a run needs about 2.5 GiB for the build, and 4 GiB while the control plane is first built)"
+step "disk (a run needs about 3.5 GiB for the build, and 6 GiB more while the control plane is first built)"
 df -h . >&2 || true
 
 step "control plane (build once, then cached)"
