@@ -25,7 +25,7 @@ use kube::{
     Api, ResourceExt as _,
     runtime::{WatchStreamExt as _, watcher},
 };
-use stowage_policy::Config;
+use stowage_policy::{Config, text::clip};
 use stowage_scheduler::{
     ClusterCache, EventSink, Explanation,
     events::{EventType, PodEvent},
@@ -122,7 +122,7 @@ fn unschedulable_message(pod: &Pod) -> Option<String> {
 pub(crate) fn waiting_message(ex: &Explanation, scheduler_message: &str) -> String {
     let mut out = String::from("waiting: ");
     if let Some(e) = &ex.policy_error {
-        let _ = write!(out, "its stowage annotations are invalid: {}", truncate(e, SCHEDULER_MESSAGE_BYTES));
+        let _ = write!(out, "its stowage annotations are invalid: {}", clip(e, SCHEDULER_MESSAGE_BYTES));
         return out;
     }
     let limit = zone_limit(ex);
@@ -149,9 +149,9 @@ pub(crate) fn waiting_message(ex: &Explanation, scheduler_message: &str) -> Stri
     let rule = held_by(&reasons, scheduler_message);
     // Most useful first: Events are cut at 1 kB.
     let _ = write!(out, "held by {rule}. To unblock: {}. ", unblock(ex, limit, &reasons));
-    let _ = write!(out, "kube-scheduler: {}", truncate(scheduler_message.trim(), SCHEDULER_MESSAGE_BYTES));
+    let _ = write!(out, "kube-scheduler: {}", clip(scheduler_message.trim(), SCHEDULER_MESSAGE_BYTES));
     if !reasons.is_empty() {
-        let listed: Vec<String> = reasons.iter().take(3).map(|(r, n)| format!("{n} {}", truncate(r, 100))).collect();
+        let listed: Vec<String> = reasons.iter().take(3).map(|(r, n)| format!("{n} {}", clip(r, 100))).collect();
         let _ = write!(out, " stowage refuses: {}", listed.join(", "));
         if reasons.len() > 3 {
             let _ = write!(out, " and {} more reason(s)", reasons.len() - 3);
@@ -224,17 +224,6 @@ fn zone_limit(ex: &Explanation) -> Option<u32> {
         return Some(stowage_policy::Policy::max_per_zone(n));
     }
     (rule("zone-spread") == Some("required")).then(|| n.div_ceil(ex.zone_counts.len().max(1) as u32).max(1))
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 fn fnv(s: &str) -> u64 {

@@ -68,9 +68,6 @@ const LOG_LINES: usize = 60;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Set to rewrite the captured fixtures.
 const UPDATE_FIXTURES_ENV: &str = "STOWAGE_UPDATE_FIXTURES";
-/// A file to append one markdown row per scenario outcome to (`scripts/comparison.sh` sets it
-/// and renders docs/comparison.md from the rows).
-const COMPARISON_ENV: &str = "STOWAGE_COMPARISON_OUT";
 
 /// An operator's default scheduling rule, as the plain kube-scheduler runs it.
 #[derive(Clone, Copy, Debug)]
@@ -233,14 +230,7 @@ impl Env {
 
     /// Records one row of docs/comparison.md (and prints it).
     fn record(&self, scenario: &str, vanilla: &str, stowage: &str) {
-        let version = self.cp.kubernetes_version();
-        eprintln!("[comparison] {scenario} | {version} | vanilla: {vanilla} | stowage: {stowage}");
-        if let Some(path) = std::env::var_os(COMPARISON_ENV) {
-            use std::io::Write as _;
-            let row = format!("| {scenario} | {version} | {vanilla} | {stowage} |\n");
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
-            file.and_then(|mut f| f.write_all(row.as_bytes())).expect("appending a comparison row");
-        }
+        stowage_testkit::record_comparison(scenario, &self.cp.kubernetes_version(), vanilla, stowage);
     }
 
     /// Creates a StatefulSet `name` with `replicas` and `template` (plus `claims` as

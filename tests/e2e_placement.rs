@@ -37,8 +37,6 @@ const POOL_LABEL: &str = "stowage-e2e/pool";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// Lines of the stowage log in failure messages.
 const LOG_LINES: usize = 80;
-/// A file to append one markdown row per scenario outcome to (see `scripts/comparison.sh`).
-const COMPARISON_ENV: &str = "STOWAGE_COMPARISON_OUT";
 
 /// Profiles: `dense` caps database pods at one per node across groups; `primaries` keeps two
 /// primaries of any group apart; `quiet` refuses nodes with BestEffort or limit-less pods;
@@ -190,14 +188,7 @@ impl Env {
     }
 
     fn record(&self, scenario: &str, vanilla: &str, stowage: &str) {
-        let version = self.cp.kubernetes_version();
-        eprintln!("[comparison] {scenario} | {version} | vanilla: {vanilla} | stowage: {stowage}");
-        if let Some(path) = std::env::var_os(COMPARISON_ENV) {
-            use std::io::Write as _;
-            let row = format!("| {scenario} | {version} | {vanilla} | {stowage} |\n");
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
-            file.and_then(|mut f| f.write_all(row.as_bytes())).expect("appending a comparison row");
-        }
+        stowage_testkit::record_comparison(scenario, &self.cp.kubernetes_version(), vanilla, stowage);
     }
 
     async fn finish(mut self) {

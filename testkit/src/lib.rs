@@ -22,6 +22,7 @@
 //! stretch every deadline on a slow machine.
 
 mod binaries;
+mod comparison;
 mod control_plane;
 mod controllers;
 mod lifecycle;
@@ -34,6 +35,7 @@ mod stowage;
 mod wait;
 
 pub use binaries::{Binaries, ETCD_BIN_ENV, K8S_BIN_ENV, K8S_VERSION_ENV, KWOK_BIN_ENV, workspace_root};
+pub use comparison::{COMPARISON_ENV, record_comparison};
 pub use control_plane::{ControlPlane, Identity, KEEP_ENV};
 pub use controllers::{KWOK_NODE_ALIVE, KWOK_NODE_LABEL, NODE_LEASE_SECONDS, NODE_MONITOR_GRACE};
 pub use lifecycle::{
