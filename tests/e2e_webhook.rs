@@ -62,9 +62,15 @@ fn read_yaml(path: &Path) -> Value {
 }
 
 /// `examples/pod.yaml` as written (before any defaulting), moved into `namespace`.
+/// `examples/pod.yaml` in `namespace`, without its ownerReference: the example's StatefulSet does
+/// not exist here, and the real garbage collector deletes a pod whose controller is missing
+/// (the group still comes out `pg-main`, from its `app.kubernetes.io/instance` label).
 fn example_pod(namespace: &str) -> Value {
     let mut pod = read_yaml(&repo_file("examples/pod.yaml"));
     pod["metadata"]["namespace"] = json!(namespace);
+    if let Some(meta) = pod["metadata"].as_object_mut() {
+        meta.remove("ownerReferences");
+    }
     pod
 }
 
