@@ -21,7 +21,9 @@
 //! Run: `cargo bench --bench scheduling` (a few minutes; the control-plane binaries are built on
 //! first use, see `scripts/control-plane.sh`). Knobs: `STOWAGE_BENCH_NODES` (1000),
 //! `STOWAGE_BENCH_PODS` (2000), `STOWAGE_BENCH_QPS` (5000; burst is twice it),
-//! `STOWAGE_BENCH_CREATES` (500). Results: `target/bench-results/scheduling.{json,md}`.
+//! `STOWAGE_BENCH_CREATES` (500), `STOWAGE_BENCH_COMPARE_BIN` (another build of `stowage`, e.g.
+//! an earlier commit: a fourth batch is bound through it, so two extender designs are measured
+//! side by side in one run; `STOWAGE_BENCH_COMPARE_LABEL` names it in the report). Results: `target/bench-results/scheduling.{json,md}`.
 #![allow(missing_docs)]
 
 use std::{
@@ -88,6 +90,104 @@ fn verb_durations(metrics: &str) -> Vec<(String, f64, u64)> {
             (count > 0.0).then(|| (verb.to_owned(), sum / count * 1e3, count as u64))
         })
         .collect()
+}
+
+/// One batch bound through kube-scheduler with a stowage extender process.
+struct ExtenderRun {
+    throughput: Throughput,
+    /// See [`zone_sharing`].
+    zones: (usize, usize),
+    verbs: Vec<(String, f64, u64)>,
+    reservations: Vec<(String, u64)>,
+    /// `stowage --version` of the binary.
+    version: String,
+}
+
+/// Starts `binary` as the extender (filter, prioritize and bind; nodeCacheCapable) and binds the
+/// pending batch of `namespace` through a kube-scheduler named `scheduler`.
+#[allow(clippy::too_many_arguments)]
+async fn extender_phase(
+    cp: &ControlPlane,
+    binary: &Path,
+    config: &Path,
+    namespace: &str,
+    scheduler: &str,
+    pods: usize,
+    qps: u32,
+    dir: &Path,
+) -> anyhow::Result<ExtenderRun> {
+    let version = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    // Two builds of one release print the same version: the comparison can be named.
+    let version = match std::env::var("STOWAGE_BENCH_COMPARE_LABEL") {
+        Ok(label) if scheduler == "bench-compare" => format!("{version}, {label}"),
+        _ => version,
+    };
+    let args = StowageArgs::new(binary, "extender").env("RUST_LOG", "warn").kubeconfig(cp.kubeconfig_path());
+    let mut extender =
+        StowageProcess::start(&args.config(config), &dir.join(format!("{scheduler}-extender.log"))).await?;
+    let scheduler_config = SchedulerConfig::new(scheduler).client_rate(qps, qps * 2).extender(
+        Extender::new(&extender.extender_url())
+            .bind_verb("bind")
+            .node_cache_capable(true)
+            .http_timeout(Duration::from_secs(5)),
+    );
+    let throughput = schedule(cp, &scheduler_config, namespace, pods, extender.pid()).await?;
+    eprintln!("{scheduler} ({version}): {throughput:?}, {:.1} pods/s", throughput.pods_per_second());
+    let zones = zone_sharing(&cp.client(), namespace).await?;
+    let metrics = extender.metrics().await.unwrap_or_default();
+    extender.kill();
+    Ok(ExtenderRun {
+        throughput,
+        zones,
+        verbs: verb_durations(&metrics),
+        reservations: reservation_events(&metrics),
+        version,
+    })
+}
+
+/// `(event, count)` of the extender's filter reservations, from
+/// `stowage_ledger_reservations_total` on the admin port.
+fn reservation_events(metrics: &str) -> Vec<(String, u64)> {
+    ["created", "replaced", "confirmed", "released", "expired"]
+        .into_iter()
+        .filter_map(|event| {
+            let label = format!("event=\"{event}\"");
+            let n = metric_sum(metrics, "stowage_ledger_reservations_total", &[&label]);
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            (n > 0.0).then(|| (event.to_owned(), n as u64))
+        })
+        .collect()
+}
+
+/// `(groups, groups with two or more members in one zone)` of a bound batch: the quorum guard
+/// the bench profile asks for, checked on the result (nodes `bench-<i>` are in zone `i % 4`).
+async fn zone_sharing(client: &kube::Client, namespace: &str) -> anyhow::Result<(usize, usize)> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut zones: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+    for p in api.list(&ListParams::default()).await?.items {
+        let group = p.metadata.labels.as_ref().and_then(|l| l.get("app")).cloned().unwrap_or_default();
+        let zone = p
+            .spec
+            .and_then(|s| s.node_name)
+            .and_then(|n| n.strip_prefix("bench-").and_then(|i| i.parse::<usize>().ok()))
+            .map(|i| i % 4);
+        if let Some(zone) = zone {
+            zones.entry(group).or_default().push(zone);
+        }
+    }
+    let sharing = zones
+        .values()
+        .filter(|z| {
+            let mut z = (*z).clone();
+            z.sort_unstable();
+            z.windows(2).any(|w| w[0] == w[1])
+        })
+        .count();
+    Ok((zones.len(), sharing))
 }
 
 /// Deletes every pod of `namespace` and waits until they are gone.
@@ -268,7 +368,10 @@ async fn run() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
 
     let started = Instant::now();
-    let cp = ControlPlane::start().await?;
+    // No kube-controller-manager and no kwok: the batches' pods name StatefulSets that do not
+    // exist (the garbage collector would delete them) and 1,000 simulated kubelets' Lease renewals
+    // would load the apiserver differently in each phase.
+    let cp = ControlPlane::start_without_controllers().await?;
     let client = cp.client();
     eprintln!("control plane up in {:.1}s", started.elapsed().as_secs_f64());
     create_nodes(
@@ -285,12 +388,21 @@ async fn run() -> anyhow::Result<()> {
     create_all(&client, batch(&plain_ns, "bench-plain", pods)).await?;
     create_all(&client, batch(&passthrough_ns, "bench-passthrough", pods)).await?;
     create_all(&client, batch(&stowage_ns, "bench-stowage", pods)).await?;
+    let compare = match std::env::var_os("STOWAGE_BENCH_COMPARE_BIN") {
+        Some(binary) => {
+            let ns = namespace_with_labels(&client, "sched-compare", &[]).await?;
+            create_all(&client, batch(&ns, "bench-compare", pods)).await?;
+            Some((std::path::PathBuf::from(binary), ns))
+        }
+        None => None,
+    };
     eprintln!("{nodes} nodes and 3 x {pods} pending pods created ({:.1}s for the pods)", t.elapsed().as_secs_f64());
 
     // --- without the extender ---
     let plain_config = SchedulerConfig::new("bench-plain").client_rate(qps32, qps32 * 2);
     let plain = schedule(&cp, &plain_config, &plain_ns, pods, None).await?;
     eprintln!("without extender: {plain:?}, {:.1} pods/s", plain.pods_per_second());
+    let plain_zones = zone_sharing(&client, &plain_ns).await?;
     delete_batch(&client, &plain_ns).await?;
 
     // --- with a pass-through extender ---
@@ -312,6 +424,7 @@ async fn run() -> anyhow::Result<()> {
     );
     let passthrough = schedule(&cp, &passthrough_config, &passthrough_ns, pods, None).await?;
     eprintln!("with a pass-through extender: {passthrough:?}, {:.1} pods/s", passthrough.pods_per_second());
+    let passthrough_zones = zone_sharing(&client, &passthrough_ns).await?;
     stop_passthrough.send(()).ok();
     passthrough_server.await??;
     delete_batch(&client, &passthrough_ns).await?;
@@ -319,19 +432,18 @@ async fn run() -> anyhow::Result<()> {
     // --- with the extender ---
     let config = dir.join("extender-config.yaml");
     std::fs::write(&config, EXTENDER_CONFIG)?;
-    let mut extender =
-        StowageProcess::start(&stowage_args(&cp, "extender").config(&config), &dir.join("stowage-extender.log"))
-            .await?;
-    let stowage_config = SchedulerConfig::new("bench-stowage").client_rate(qps32, qps32 * 2).extender(
-        Extender::new(&extender.extender_url())
-            .bind_verb("bind")
-            .node_cache_capable(true)
-            .http_timeout(Duration::from_secs(5)),
-    );
-    let with = schedule(&cp, &stowage_config, &stowage_ns, pods, extender.pid()).await?;
-    eprintln!("with extender: {with:?}, {:.1} pods/s", with.pods_per_second());
-    let verbs = verb_durations(&extender.metrics().await.unwrap_or_default());
-    extender.kill();
+    let this_build = Path::new(env!("CARGO_BIN_EXE_stowage"));
+    let stowage = extender_phase(&cp, this_build, &config, &stowage_ns, "bench-stowage", pods, qps32, dir).await?;
+    delete_batch(&client, &stowage_ns).await?;
+    let compared = match &compare {
+        Some((binary, ns)) => {
+            let run = extender_phase(&cp, binary, &config, ns, "bench-compare", pods, qps32, dir).await?;
+            delete_batch(&client, ns).await?;
+            Some(run)
+        }
+        None => None,
+    };
+    let ExtenderRun { throughput: with, zones: stowage_zones, verbs, reservations, version: _ } = stowage;
 
     // --- pod-create latency with and without the webhook ---
     let tls = dir.join("tls");
@@ -395,11 +507,12 @@ async fn run() -> anyhow::Result<()> {
         "pods/s (first→last bind)",
         "pods/s (from scheduler start)",
         "time to bind all s",
+        "groups with 2+ members in one zone",
     ]);
-    for (name, t) in [
-        ("kube-scheduler without extender (baseline)", &plain),
-        ("kube-scheduler + pass-through extender (protocol floor)", &passthrough),
-        ("kube-scheduler + stowage extender", &with),
+    for (name, t, zones) in [
+        ("kube-scheduler without extender (baseline)", &plain, plain_zones),
+        ("kube-scheduler + pass-through extender (protocol floor)", &passthrough, passthrough_zones),
+        ("kube-scheduler + stowage extender (filter decides and reserves)", &with, stowage_zones),
     ] {
         sched.row(vec![
             name.to_owned(),
@@ -407,6 +520,18 @@ async fn run() -> anyhow::Result<()> {
             format!("{:.1}", t.pods_per_second()),
             format!("{:.1}", t.pods_per_second_from_start()),
             format!("{:.1}", t.start_to_last.as_secs_f64()),
+            format!("{} of {}", zones.1, zones.0),
+        ]);
+    }
+    if let Some(c) = &compared {
+        let t = &c.throughput;
+        sched.row(vec![
+            format!("kube-scheduler + comparison build (`STOWAGE_BENCH_COMPARE_BIN`, {})", c.version),
+            t.pods.to_string(),
+            format!("{:.1}", t.pods_per_second()),
+            format!("{:.1}", t.pods_per_second_from_start()),
+            format!("{:.1}", t.start_to_last.as_secs_f64()),
+            format!("{} of {}", c.zones.1, c.zones.0),
         ]);
     }
     let mut cpu = Table::new(&[
@@ -441,10 +566,21 @@ async fn run() -> anyhow::Result<()> {
         format!("{:.2}", with.cores_busy()),
         String::new(),
     ]);
-    let mut server = Table::new(&["extender verb", "calls", "mean server-side ms (incl. sibling waits)"]);
+    let mut server = Table::new(&["extender verb", "calls", "mean server-side ms"]);
     for (verb, mean, count) in &verbs {
         server.row(vec![verb.clone(), count.to_string(), format!("{mean:.3}")]);
     }
+    let compared_line = compared.as_ref().map_or_else(String::new, |c| {
+        let verbs = c.verbs.iter().map(|(v, m, n)| format!("{v} {n} calls, mean {m:.3} ms")).collect::<Vec<_>>();
+        format!(
+            "Comparison build ({}): all processes {:.3} CPU ms per bound pod, cores busy {:.2}; extender verbs: {}.\n\n",
+            c.version,
+            CPU_ROWS.iter().map(|p| c.throughput.cpu_ms_per_pod(p)).sum::<f64>(),
+            c.throughput.cores_busy(),
+            verbs.join("; ")
+        )
+    });
+    let reservation_line = reservations.iter().map(|(event, n)| format!("{event} {n}")).collect::<Vec<_>>().join(", ");
     let mut lat = Table::new(&["pod create", "webhook", "p50 ms", "p90 ms", "p99 ms", "mean ms", "creates"]);
     for (mode, hs) in [("sequential", &sequential), ("16 in flight", &concurrent)] {
         for (k, name) in [(0, "stowage webhook"), (1, "none (baseline)")] {
@@ -472,6 +608,7 @@ async fn run() -> anyhow::Result<()> {
          CPU used by each process from the first to the last binding, per bound pod (user + system, from /proc; \
          the pass-through extender runs inside the bench process, which also watches the pods):\n\n{}\n\
          The extender's own request-duration histogram during the run:\n\n{}\n\
+         Filter reservations during the run (`stowage_ledger_reservations_total`): {}.\n\n{}\
          ### Pod-create latency through the real apiserver, with and without the webhook\n\n{}\n\
          p50 overhead: sequential **{:.3} ms**, 16 in flight **{:.3} ms** (target ≤ 2 ms); p99 overhead: sequential \
          {:.3} ms, 16 in flight {:.3} ms.\n\n\
@@ -480,6 +617,8 @@ async fn run() -> anyhow::Result<()> {
         qps * 2,
         cpu.render(),
         server.render(),
+        if reservation_line.is_empty() { "none".to_owned() } else { reservation_line.clone() },
+        compared_line,
         lat.render(),
         overhead(&sequential, 0.5),
         overhead(&concurrent, 0.5),
@@ -506,6 +645,14 @@ async fn run() -> anyhow::Result<()> {
                 "with_passthrough_extender": cpu_json(&passthrough),
                 "with_extender": cpu_json(&with),
             },
+            "groups_sharing_a_zone": {"without_extender": plain_zones.1, "with_passthrough_extender": passthrough_zones.1,
+                                      "with_extender": stowage_zones.1, "groups": stowage_zones.0},
+            "comparison_build": compared.as_ref().map(|c| json!({
+                "version": c.version, "pods_per_second": c.throughput.pods_per_second(),
+                "from_start": c.throughput.pods_per_second_from_start(), "groups_sharing_a_zone": c.zones.1,
+                "cpu_seconds": cpu_json(&c.throughput),
+            })),
+            "reservations": reservations.iter().map(|(e, n)| json!({"event": e, "count": n})).collect::<Vec<_>>(),
             "extender_mean_ms": verbs.iter().map(|(v, m, c)| json!({"verb": v, "mean_ms": m, "calls": c})).collect::<Vec<_>>(),
         },
         "create_latency": {

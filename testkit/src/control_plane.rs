@@ -116,7 +116,19 @@ impl ControlPlane {
     /// Prefer [`ControlPlane::shared`] unless a test needs its own apiserver.
     pub async fn start() -> Result<Self> {
         let binaries = tokio::task::spawn_blocking(Binaries::get).await.context("locating binaries")??;
-        let cluster = Arc::new(Cluster::start(&binaries).await?);
+        let cluster = Arc::new(Cluster::start(&binaries, Controllers::Run).await?);
+        Self::attach(cluster).await
+    }
+
+    /// Starts a dedicated etcd + kube-apiserver **without** kube-controller-manager and kwok.
+    ///
+    /// Only for benchmarks that measure a scheduler alone: nodes keep the status they were
+    /// created with (no Lease, no taints), bound pods never run, and no garbage collector deletes
+    /// pods whose owner does not exist. Tests use [`ControlPlane::start`] or
+    /// [`ControlPlane::shared`], which run the real controllers.
+    pub async fn start_without_controllers() -> Result<Self> {
+        let binaries = tokio::task::spawn_blocking(Binaries::get).await.context("locating binaries")??;
+        let cluster = Arc::new(Cluster::start(&binaries, Controllers::Skip).await?);
         Self::attach(cluster).await
     }
 
@@ -139,7 +151,7 @@ impl ControlPlane {
                                 .enable_all()
                                 .build()
                                 .context("building the control plane's runtime")?;
-                            runtime.block_on(Cluster::start(&binaries))
+                            runtime.block_on(Cluster::start(&binaries, Controllers::Run))
                         })
                         .map_err(|e| format!("spawning the control plane thread: {e}"))?
                         .join()
@@ -204,15 +216,15 @@ impl ControlPlane {
         self.cluster.startup
     }
 
-    /// Process ids of etcd and kube-apiserver (their supervising shells; the component is a
+    /// Process ids of the running components (their supervising shells; the component is a
     /// child), named, for CPU accounting in benchmarks.
-    pub fn pids(&self) -> [(&'static str, u32); 4] {
-        [
-            ("etcd", self.cluster.etcd.pid()),
-            ("kube-apiserver", self.cluster.apiserver.pid()),
-            ("kube-controller-manager", self.cluster.controller_manager.pid()),
-            ("kwok", self.cluster.kwok.pid()),
-        ]
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        let mut pids = vec![("etcd", self.cluster.etcd.pid()), ("kube-apiserver", self.cluster.apiserver.pid())];
+        if let Some(c) = &self.cluster.controllers {
+            pids.push(("kube-controller-manager", c.controller_manager.pid()));
+            pids.push(("kwok", c.kwok.pid()));
+        }
+        pids
     }
 
     /// The Kubernetes release under test, e.g. `v1.35.8` (from the binaries' cache directory).
@@ -223,13 +235,17 @@ impl ControlPlane {
     /// Stops kube-controller-manager for good (to prove a test depends on it); the cluster stays
     /// otherwise usable. Only for a dedicated cluster ([`ControlPlane::start`]).
     pub fn stop_controller_manager(&self) {
-        self.cluster.controller_manager.stop();
+        if let Some(c) = &self.cluster.controllers {
+            c.controller_manager.stop();
+        }
     }
 
     /// Stops kwok for good: every node stops renewing its Lease and no pod turns Ready. Only for
     /// a dedicated cluster ([`ControlPlane::start`]).
     pub fn stop_kwok(&self) {
-        self.cluster.kwok.stop();
+        if let Some(c) = &self.cluster.controllers {
+            c.kwok.stop();
+        }
     }
 
     /// A client for `identity`, bound to the caller's runtime.
@@ -320,8 +336,8 @@ impl ControlPlane {
 
 /// The processes and files of one control plane, independent of any async runtime.
 pub(crate) struct Cluster {
-    kwok: Supervised,
-    controller_manager: Supervised,
+    /// `None` for [`ControlPlane::start_without_controllers`].
+    controllers: Option<RunningControllers>,
     apiserver: Supervised,
     etcd: Supervised,
     janitor: Mutex<Option<Janitor>>,
@@ -339,6 +355,19 @@ pub(crate) struct Cluster {
     startup: Duration,
 }
 
+/// Whether a cluster runs kube-controller-manager and kwok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Controllers {
+    Run,
+    Skip,
+}
+
+/// kube-controller-manager and kwok of one cluster.
+struct RunningControllers {
+    kwok: Supervised,
+    controller_manager: Supervised,
+}
+
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cluster").field("server_url", &self.server_url).field("dir", &self.dir).finish_non_exhaustive()
@@ -347,20 +376,21 @@ impl fmt::Debug for Cluster {
 
 impl Cluster {
     /// Starts etcd and kube-apiserver, retrying once (a free port can be taken between picking and binding).
-    async fn start(binaries: &Binaries) -> Result<Self> {
+    async fn start(binaries: &Binaries, controllers: Controllers) -> Result<Self> {
         let started = Instant::now();
-        let cluster = match Self::start_once(binaries, started).await {
+        let cluster = match Self::start_once(binaries, controllers, started).await {
             Ok(cluster) => cluster,
             Err(first) => {
                 eprintln!("[testkit] control plane start failed, retrying once: {first:#}");
-                Self::start_once(binaries, Instant::now()).await.map_err(|second| {
+                Self::start_once(binaries, controllers, Instant::now()).await.map_err(|second| {
                     anyhow!("control plane failed to start twice.\nfirst: {first:#}\nsecond: {second:#}")
                 })?
             }
         };
         eprintln!(
-            "[testkit] Kubernetes {} with kube-controller-manager and kwok ready in {:.1?} at {} (dir {}; logs *.log there)",
+            "[testkit] Kubernetes {} {} ready in {:.1?} at {} (dir {}; logs *.log there)",
             cluster.binaries.kubernetes_version().unwrap_or_else(|| "(unknown version)".to_owned()),
+            if cluster.controllers.is_some() { "with kube-controller-manager and kwok" } else { "without controllers" },
             cluster.startup,
             cluster.server_url,
             cluster.dir.display(),
@@ -368,7 +398,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    async fn start_once(binaries: &Binaries, started: Instant) -> Result<Self> {
+    async fn start_once(binaries: &Binaries, controllers: Controllers, started: Instant) -> Result<Self> {
         let keep = std::env::var_os(KEEP_ENV).is_some_and(|v| !v.is_empty() && v != "0");
         let temp = tempfile::Builder::new().prefix("stowage-cp-").tempdir().context("creating a temp dir")?;
         let dir = temp.path().to_path_buf();
@@ -483,21 +513,25 @@ impl Cluster {
         let kubeconfig = dir.join("admin.kubeconfig");
         // The controllers start at once and retry until the apiserver answers.
         let ca_key = pki_dir.join("ca.key");
-        let controller_manager = controllers::start_controller_manager(
-            binaries,
-            &ControllerManagerFiles {
-                kubeconfig: &kubeconfig,
-                ca_cert: &ca_path,
-                ca_key: &ca_key,
-                service_account_key: &sa_key,
-            },
-            &dir,
-        )?;
-        let kwok = controllers::start_kwok(binaries, &kubeconfig, &dir)?;
+        let controllers = match controllers {
+            Controllers::Skip => None,
+            Controllers::Run => Some(RunningControllers {
+                controller_manager: controllers::start_controller_manager(
+                    binaries,
+                    &ControllerManagerFiles {
+                        kubeconfig: &kubeconfig,
+                        ca_cert: &ca_path,
+                        ca_key: &ca_key,
+                        service_account_key: &sa_key,
+                    },
+                    &dir,
+                )?,
+                kwok: controllers::start_kwok(binaries, &kubeconfig, &dir)?,
+            }),
+        };
 
         let mut cluster = Self {
-            kwok,
-            controller_manager,
+            controllers,
             apiserver,
             etcd,
             janitor: Mutex::new(janitor),
@@ -516,12 +550,18 @@ impl Cluster {
         std::fs::write(&cluster.kubeconfig, cluster.kubeconfig_yaml(&Identity::Admin))
             .context("writing the admin kubeconfig")?;
         cluster.wait_for_apiserver(scaled(Duration::from_secs(90))).await?;
-        let admin = cluster.client_for(&Identity::Admin).await?;
-        controllers::wait_for_controller_manager(&admin, &cluster.controller_manager, scaled(Duration::from_secs(60)))
+        if let Some(running) = &cluster.controllers {
+            let admin = cluster.client_for(&Identity::Admin).await?;
+            controllers::wait_for_controller_manager(
+                &admin,
+                &running.controller_manager,
+                scaled(Duration::from_secs(60)),
+            )
             .await
             .map_err(|e| anyhow!("{e:#}\n{}", cluster.diagnostics(LOG_LINES)))?;
-        if let Some(status) = cluster.kwok.exit_status() {
-            bail!("kwok exited with {status} during startup\n{}", cluster.kwok.describe_failure(LOG_LINES));
+            if let Some(status) = running.kwok.exit_status() {
+                bail!("kwok exited with {status} during startup\n{}", running.kwok.describe_failure(LOG_LINES));
+            }
         }
         cluster.startup = started.elapsed();
         Ok(cluster)
@@ -583,22 +623,27 @@ impl Cluster {
     }
 
     pub(crate) fn diagnostics(&self, lines: usize) -> String {
+        let controllers = self.controllers.as_ref().map_or_else(
+            || "(no kube-controller-manager, no kwok)".to_owned(),
+            |c| format!("{}\n{}", c.controller_manager.describe_failure(lines), c.kwok.describe_failure(lines)),
+        );
         format!(
-            "control plane at {} (dir {}):\n{}\n{}\n{}\n{}",
+            "control plane at {} (dir {}):\n{}\n{}\n{}",
             self.server_url,
             self.dir.display(),
             self.etcd.describe_failure(lines),
             self.apiserver.describe_failure(lines),
-            self.controller_manager.describe_failure(lines),
-            self.kwok.describe_failure(lines)
+            controllers
         )
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.kwok.stop();
-        self.controller_manager.stop();
+        if let Some(c) = &self.controllers {
+            c.kwok.stop();
+            c.controller_manager.stop();
+        }
         self.apiserver.stop();
         self.etcd.stop();
         drop(self.etcd_dir.take());
