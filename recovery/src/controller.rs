@@ -142,6 +142,11 @@ impl InFlight {
     }
 }
 
+/// Rebuilds that count against the cluster-wide cap: stuck ones hold only their own group.
+fn counted(in_flight: &[InFlight]) -> usize {
+    in_flight.iter().filter(|f| !f.stuck).count()
+}
+
 /// The `stuckAfter` that applies to a rebuild: its member's profile, else the default.
 fn stuck_after(flight: &InFlight, groups: &BTreeMap<String, &GroupFacts>) -> Duration {
     groups
@@ -572,7 +577,7 @@ impl Controller {
                     nodes: &node_facts,
                     recovering: recovering.as_deref(),
                     stuck: flight.is_some_and(|f| f.stuck),
-                    in_flight: self.in_flight.iter().filter(|f| !f.stuck).count(),
+                    in_flight: counted(&self.in_flight),
                     max_in_flight: self.options.max_in_flight,
                     now,
                 };
@@ -620,10 +625,9 @@ impl Controller {
         for (gate, count) in held {
             self.metrics.held.get_or_create(&GateLabels { gate }).set(count);
         }
-        let in_flight = self.in_flight.len();
-        let stuck = self.in_flight.iter().filter(|f| f.stuck).count();
-        self.metrics.in_flight.set(i64::try_from(in_flight - stuck).unwrap_or(i64::MAX));
-        self.metrics.stuck.set(i64::try_from(stuck).unwrap_or(i64::MAX));
+        let active = counted(&self.in_flight);
+        self.metrics.in_flight.set(i64::try_from(active).unwrap_or(i64::MAX));
+        self.metrics.stuck.set(i64::try_from(self.in_flight.len() - active).unwrap_or(i64::MAX));
 
         let audits = audit(&groups, &node_facts);
         self.report_audit(&groups, &audits, events, &mut live).await;
@@ -926,6 +930,8 @@ mod tests {
         assert!(flight.overdue(now, Duration::from_secs(600)));
         flight.lost_at = None;
         assert_eq!(flight.seconds_since_loss(now), Some(600.0), "a deleted node: from the rebuild");
+        let stuck = InFlight { group: "other/kafka".into(), stuck: true, ..flight.clone() };
+        assert_eq!(counted(&[flight.clone(), stuck]), 1, "a stuck rebuild frees its slot in the cap");
         flight.since = "garbage".into();
         assert_eq!(flight.seconds_since_loss(now), None);
         assert!(flight.overdue(now, Duration::from_secs(900)), "untimeable must not hold the cap forever");

@@ -575,11 +575,6 @@ mod tests {
                 Decision::Held(Gate::RebuildStuck { member: "pg-0".into() }),
             ),
             (
-                "a stuck rebuild elsewhere does not count against the cap (in_flight excludes it)",
-                world().kill("a1", 120).with(|w| w.in_flight = 1),
-                Decision::Act(rebuild(DEAD)),
-            ),
-            (
                 "another member not Ready: no majority",
                 world().kill("a1", 120).with(|w| m(w, "pg-1").ready = false),
                 Decision::Held(Gate::NoMajority { ready: 1, needed: 2, n: 3 }),
