@@ -130,8 +130,9 @@ fn text(report: &[GroupAudit]) -> String {
         let zones: Vec<String> = g.ready_per_zone.iter().map(|(z, n)| format!("{z}={n}")).collect();
         let _ = writeln!(
             out,
-            "{}: n={} majority={} ready={} per zone [{}] recovery={}",
+            "{}: {} n={} majority={} ready={} per zone [{}] recovery={}",
             g.group,
+            g.state,
             g.n,
             g.majority,
             g.ready,
@@ -147,7 +148,9 @@ fn text(report: &[GroupAudit]) -> String {
             let _ = writeln!(out, "  on NotReady or missing nodes: {}", g.on_unhealthy_nodes.join(", "));
         }
         if !g.pending.is_empty() {
-            let _ = writeln!(out, "  Pending: {}", g.pending.join(", "));
+            let pending: Vec<String> =
+                g.pending.iter().map(|p| format!("{} ({})", p.member, p.reason.as_str())).collect();
+            let _ = writeln!(out, "  Pending: {}", pending.join(", "));
         }
     }
     let unsafe_groups = report.iter().filter(|g| !g.zone_safe).count();
@@ -158,6 +161,7 @@ fn text(report: &[GroupAudit]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stowage_recovery::audit::{GroupState, Pending, PendingReason};
 
     #[test]
     fn text_names_the_worst_loss_and_counts_unsafe_groups() {
@@ -172,14 +176,18 @@ mod tests {
             node_safe: true,
             worst_node: Some(("n1".into(), 2)),
             on_unhealthy_nodes: vec![],
-            pending: vec!["pg-3".into()],
+            pending: vec![Pending { member: "pg-3".into(), reason: PendingReason::Unschedulable }],
             recovery: vec!["report".into()],
+            state: GroupState::NotZoneSafe,
         };
         let out = text(&[g]);
-        assert!(out.contains("db/pg: n=3 majority=2 ready=3 per zone [a=2 b=1] recovery=report"), "{out}");
+        assert!(
+            out.contains("db/pg: not_zone_safe n=3 majority=2 ready=3 per zone [a=2 b=1] recovery=report"),
+            "{out}"
+        );
         assert!(out.contains("zone-safe: NO (losing a leaves 1)"), "{out}");
         assert!(out.contains("node-safe: yes"), "{out}");
-        assert!(out.contains("Pending: pg-3"), "{out}");
+        assert!(out.contains("Pending: pg-3 (unschedulable)"), "{out}");
         assert!(out.ends_with("1 group(s), 1 not zone-safe\n"), "{out}");
         assert_eq!(text(&[]), "no stowage groups found\n");
     }

@@ -152,7 +152,9 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     if recovery_on {
         let client = client.clone().context("the recovery controller needs a live cluster, not --snapshot")?;
-        tasks.spawn(start_recovery(&args, client, Arc::clone(&config), &mut registry).run(stop_rx.clone()));
+        let recovery = start_recovery(&args, client, Arc::clone(&config), &mut registry);
+        admin = admin.merge(recovery.admin_routes());
+        tasks.spawn(recovery.run(stop_rx.clone()));
     }
 
     let admin_state = Arc::new(AdminState { registry, checks, stopping: stop_rx.clone() });

@@ -228,6 +228,26 @@ impl Bed {
         }
     }
 
+    /// Messages of the Events with `reason` on the group's StatefulSet.
+    async fn statefulset_events(&self, reason: &str) -> anyhow::Result<Vec<String>> {
+        let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(self.client.clone(), &self.ns)
+            .list(
+                &kube::api::ListParams::default()
+                    .fields(&format!("involvedObject.kind=StatefulSet,involvedObject.name={}", self.sts)),
+            )
+            .await?;
+        Ok(events.items.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).filter_map(|e| e.message).collect())
+    }
+
+    /// Waits for a `StowageZoneAudit` Event on the StatefulSet whose note contains `text`.
+    async fn wait_for_audit_event(&self, text: &str, timeout: Duration) -> String {
+        poll_until(&format!("audit Event {text:?}"), scaled(timeout), Duration::from_millis(500), || async {
+            Ok(self.statefulset_events("StowageZoneAudit").await?.into_iter().find(|m| m.contains(text)))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", self.stowage.log_tail(LOG_LINES)))
+    }
+
     /// `stowage audit --output json` on the live cluster: exit code and report. Only this test's
     /// group resolves (its profile is in no other test's config).
     fn audit(&self) -> (Option<i32>, serde_json::Value) {
@@ -330,6 +350,20 @@ async fn a_member_on_a_dead_nodes_local_volume_is_rebuilt_in_its_zone() {
     bed.spare_volume("a2").await;
 
     kill_node(&bed.client, &bed.nodes["a1"]).await.expect("kill a1");
+    // The audit sees the group lose its node safety as soon as the node is not Ready, long
+    // before `after`, and says so once on the StatefulSet.
+    let note = bed.wait_for_audit_event("zone_safe -> not_node_safe", Duration::from_secs(90)).await;
+    assert!(note.contains(&format!("on NotReady or missing nodes: {victim_name}")), "{note}");
+    let metrics = bed.stowage.metrics().await.expect("metrics");
+    assert_eq!(
+        stowage_testkit::metric_sum(
+            &metrics,
+            "stowage_audit_transitions_total",
+            &["from=\"zone_safe\"", "to=\"not_node_safe\""]
+        ),
+        1.0,
+        "{metrics}"
+    );
     bed.wait_for_event(&victim_name, "StowageRecoveryRebuild", "delete claim(s)", Duration::from_secs(120)).await;
 
     let rebuilt = bed.wait_rebuilt(&victim_name, &uid(&victim), Duration::from_secs(120)).await;
@@ -355,11 +389,38 @@ async fn a_member_on_a_dead_nodes_local_volume_is_rebuilt_in_its_zone() {
     }
     let pv = Api::<PersistentVolume>::all(bed.client.clone()).get(&old_pv).await.expect("the old volume is kept");
     assert_eq!(pv.status.and_then(|s| s.phase).as_deref(), Some("Released"), "Retain: released, never deleted");
-    let metrics = bed.stowage.metrics().await.expect("metrics");
+    // Back to zone-safe: said on the StatefulSet, counted in the state gauge, and the time from
+    // the node's loss to the member Ready again is in the histogram.
+    bed.wait_for_audit_event("not_node_safe -> zone_safe", Duration::from_secs(30)).await;
+    let metrics = poll_until(
+        "the round after the rebuild",
+        scaled(Duration::from_secs(30)),
+        Duration::from_millis(500),
+        || async {
+            let m = bed.stowage.metrics().await?;
+            let done = stowage_testkit::metric_sum(&m, "stowage_recovery_duration_seconds_count", &[]) >= 1.0
+                && stowage_testkit::metric_sum(&m, "stowage_audit_groups", &["state=\"zone_safe\""]) >= 1.0;
+            Ok(done.then_some(m))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", bed.stowage.log_tail(LOG_LINES)));
     assert!(
         stowage_testkit::metric_sum(&metrics, "stowage_recovery_actions_total", &["mode=\"rebuild\""]) >= 1.0,
         "{metrics}"
     );
+    let took = stowage_testkit::metric_sum(&metrics, "stowage_recovery_duration_seconds_sum", &[]);
+    assert!(took >= AFTER_SECS as f64, "counted from the node's loss, not from the rebuild: {took}s");
+    assert_eq!(stowage_testkit::metric_sum(&metrics, "stowage_audit_groups", &["state=\"not_node_safe\""]), 0.0);
+    // The debug view of the same round: this group, its state, nothing in flight.
+    let (status, body) = bed.stowage.admin_get("/debug/recovery").await.expect("GET /debug/recovery");
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(view["leader"], true, "{view:#}");
+    let group = format!("{}/{}", bed.ns, bed.sts);
+    let listed = view["groups"].as_array().expect("groups").iter().find(|g| g["group"] == group.as_str());
+    assert_eq!(listed.map(|g| &g["state"]), Some(&json!("zone_safe")), "{view:#}");
+    assert_eq!(view["inFlight"], json!([]), "{view:#}");
     // ... and least privilege: nothing outside what the code needs.
     let sa = bed.service_account.clone().expect("ran as the ServiceAccount");
     assert_forbidden(

@@ -219,6 +219,10 @@ pub struct Recovery {
     pub mode: RecoveryMode,
     /// How long a node must be NotReady/Unknown, with no Lease renewal, before it counts as dead.
     pub after: Duration,
+    /// How long a rebuilt member may take to become Ready before its rebuild counts as stuck
+    /// (`stuckAfter`): the group stays held, but the rebuild stops counting against the
+    /// cluster-wide cap.
+    pub stuck_after: Duration,
 }
 
 impl Recovery {
@@ -226,11 +230,15 @@ impl Recovery {
     pub const MIN_AFTER: Duration = Duration::from_secs(10);
     /// Longest accepted `after`.
     pub const MAX_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Shortest accepted `stuckAfter`: a rebuild needs at least a pod start and a volume bind.
+    pub const MIN_STUCK_AFTER: Duration = Duration::from_secs(60);
+    /// Longest accepted `stuckAfter`.
+    pub const MAX_STUCK_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 }
 
 impl Default for Recovery {
     fn default() -> Self {
-        Self { mode: RecoveryMode::Off, after: Duration::from_secs(600) }
+        Self { mode: RecoveryMode::Off, after: Duration::from_secs(600), stuck_after: Duration::from_secs(900) }
     }
 }
 
@@ -913,7 +921,7 @@ fn parse_profile(w: &mut Walker, path: &str, name: &str, v: &Value) -> Profile {
         None | Some(Value::Null) => {}
         Some(other) => w.issue(&f("capacityShape"), format!("expected a list of points, got {}", describe(other))),
     }
-    if let Some(r) = map.get("recovery").and_then(|v| w.object(&f("recovery"), v, &["mode", "after"])) {
+    if let Some(r) = map.get("recovery").and_then(|v| w.object(&f("recovery"), v, &["mode", "after", "stuckAfter"])) {
         let rpath = f("recovery");
         if let Some(mode) = w.choice(&join(&rpath, "mode"), r.get("mode"), RecoveryMode::parse, RecoveryMode::ALLOWED) {
             p.recovery.mode = mode;
@@ -923,6 +931,13 @@ fn parse_profile(w: &mut Walker, path: &str, name: &str, v: &Value) -> Profile {
                 p.recovery.after = after;
             } else {
                 w.issue(&join(&rpath, "after"), format!("{after:?} is out of range; allowed: 10s to 168h"));
+            }
+        }
+        if let Some(stuck) = w.duration(&join(&rpath, "stuckAfter"), r.get("stuckAfter")) {
+            if (Recovery::MIN_STUCK_AFTER..=Recovery::MAX_STUCK_AFTER).contains(&stuck) {
+                p.recovery.stuck_after = stuck;
+            } else {
+                w.issue(&join(&rpath, "stuckAfter"), format!("{stuck:?} is out of range; allowed: 1m to 168h"));
             }
         }
     }
@@ -1011,19 +1026,25 @@ mod tests {
     #[test]
     fn recovery_parses_with_defaults_and_rejects_bad_values() {
         let cfg = Config::from_yaml(
-            "profiles:\n  pg: {recovery: {mode: rebuild, after: 2m}}\n  r: {recovery: {mode: report}}\n",
+            "profiles:\n  pg: {recovery: {mode: rebuild, after: 2m, stuckAfter: 30m}}\n  r: {recovery: {mode: report}}\n",
         )
         .unwrap();
         assert_eq!(
             cfg.profile("pg").unwrap().recovery,
-            Recovery { mode: RecoveryMode::Rebuild, after: Duration::from_secs(120) }
+            Recovery {
+                mode: RecoveryMode::Rebuild,
+                after: Duration::from_secs(120),
+                stuck_after: Duration::from_secs(1800)
+            }
         );
         assert_eq!(cfg.profile("r").unwrap().recovery.after, Duration::from_secs(600));
+        assert_eq!(cfg.profile("r").unwrap().recovery.stuck_after, Duration::from_secs(900));
         assert_eq!(cfg.profile(DEFAULT_PROFILE).unwrap().recovery.mode, RecoveryMode::Off);
         let off = Config::from_yaml("profiles: {a: {recovery: {mode: off}}}").unwrap();
         assert_eq!(off.profile("a").unwrap().recovery.mode, RecoveryMode::Off, "unquoted off means off");
-        let got = issues("profiles:\n  pg: {recovery: {mode: heal, after: 1s, when: now}}\n");
-        assert_eq!(got.len(), 3, "{got:#?}");
+        let got = issues("profiles:\n  pg: {recovery: {mode: heal, after: 1s, when: now, stuckAfter: 5s}}\n");
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert!(got.iter().any(|i| i.starts_with("profiles.pg.recovery.stuckAfter:") && i.contains("1m")), "{got:#?}");
         assert!(got.iter().any(|i| i.starts_with("profiles.pg.recovery.mode:") && i.contains("rebuild")), "{got:#?}");
         assert!(got.iter().any(|i| i.starts_with("profiles.pg.recovery.after:") && i.contains("10s")), "{got:#?}");
         assert!(got.iter().any(|i| i.starts_with("profiles.pg.recovery.when:")), "{got:#?}");

@@ -6,9 +6,13 @@
 //! persistentvolumeclaims`, with a uid precondition) and force-deletes pods (`delete pods`,
 //! grace 0, uid precondition); [`EventWriter::write`] creates `events.k8s.io/v1` Events; the
 //! [`LeaseElector`] gets, creates and updates its Lease.
+//!
+//! Each round also runs the zone-failure audit ([`crate::audit`]): its states become bounded
+//! metrics, a group whose state changed gets an Event on its owner, and the round is published
+//! for `/debug/recovery` ([`crate::debug`]).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
@@ -32,15 +36,17 @@ use kube::{
     runtime::{WatchStreamExt as _, reflector, watcher},
 };
 use serde::{Deserialize, Serialize};
-use stowage_policy::Config;
+use stowage_policy::{Config, config::Recovery};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
 use crate::{
-    decide::{Action, Decision, Gate, ReportOnly, Situation, decide},
-    facts::{GroupFacts, NODE_LEASE_NAMESPACE, Objects, group_facts, node_facts},
+    audit::{GroupAudit, GroupState, PendingReason, audit},
+    debug::{self, DebugView, Flight, Held, Round},
+    decide::{Action, Decision, Gate, ReportOnly, Situation, decide, lost_at},
+    facts::{GroupFacts, MemberFacts, NODE_LEASE_NAMESPACE, Objects, group_facts, node_facts},
     lease::{LeaseElector, Role},
-    metrics::{GateLabels, ModeLabels, RecoveryMetrics},
+    metrics::{GateLabels, ModeLabels, ReasonLabels, RecoveryMetrics, StateLabels, TransitionLabels},
 };
 
 /// `reportingController` of every Event.
@@ -51,6 +57,13 @@ pub const HELD: &str = "StowageRecoveryHeld";
 pub const REPORT: &str = "StowageRecoveryReport";
 /// Event reason: a rebuild was started.
 pub const REBUILD: &str = "StowageRecoveryRebuild";
+/// Event reason: a rebuilt member is not Ready within `stuckAfter`.
+pub const STUCK: &str = "StowageRecoveryStuck";
+/// Event reason: a group's zone-failure audit state changed.
+pub const AUDIT: &str = "StowageZoneAudit";
+/// Groups whose last audit state is remembered (for transition Events) at most; groups beyond
+/// it still count in the metrics, they only get no transition Events.
+const MAX_TRACKED_GROUPS: usize = 100_000;
 /// Lease state key of the rebuilds in flight.
 const IN_FLIGHT_KEY: &str = "in-flight";
 
@@ -102,6 +115,44 @@ pub struct InFlight {
     pub node: String,
     /// When the rebuild started (RFC 3339).
     pub since: String,
+    /// When the node was lost (RFC 3339), as the facts knew it when acting; absent for a
+    /// deleted node, whose loss is then counted from `since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_at: Option<String>,
+    /// Past `stuckAfter` (said once, then it holds only its group).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stuck: bool,
+}
+
+impl InFlight {
+    /// Seconds from the node's loss (or the rebuild's start) to `now`.
+    #[must_use]
+    pub fn seconds_since_loss(&self, now: Timestamp) -> Option<f64> {
+        let start: Timestamp = self.lost_at.as_deref().unwrap_or(&self.since).parse().ok()?;
+        Some(now.duration_since(start).as_secs_f64().max(0.0))
+    }
+
+    /// The rebuild started more than `stuck_after` ago (an unreadable start counts as stuck: it
+    /// cannot be timed, so it must not hold the cap forever).
+    #[must_use]
+    pub fn overdue(&self, now: Timestamp, stuck_after: Duration) -> bool {
+        self.since
+            .parse::<Timestamp>()
+            .map_or(true, |since| Duration::try_from(now.duration_since(since)).is_ok_and(|d| d >= stuck_after))
+    }
+}
+
+/// Rebuilds that count against the cluster-wide cap: stuck ones hold only their own group.
+fn counted(in_flight: &[InFlight]) -> usize {
+    in_flight.iter().filter(|f| !f.stuck).count()
+}
+
+/// The `stuckAfter` that applies to a rebuild: its member's profile, else the default.
+fn stuck_after(flight: &InFlight, groups: &BTreeMap<String, &GroupFacts>) -> Duration {
+    groups
+        .get(&flight.group)
+        .and_then(|g| g.member(&flight.member))
+        .map_or(Recovery::default().stuck_after, |m| m.stuck_after)
 }
 
 /// Whether the rebuild is over: the member is Ready again, as a new pod or on another node (a
@@ -268,7 +319,7 @@ impl EventWriter {
     }
 
     /// Forgets what is no longer going on, so it is reported at once when it comes back.
-    fn retain(&mut self, live: &std::collections::HashSet<(String, String)>) {
+    fn retain(&mut self, live: &HashSet<(String, String)>) {
         self.seen.retain(|(id, _, key), _| live.contains(&(id.clone(), key.clone())));
     }
 }
@@ -295,6 +346,53 @@ fn pod_ref(namespace: &str, name: &str, uid: &str) -> ObjectReference {
     }
 }
 
+fn statefulset_ref(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("apps/v1".to_owned()),
+        kind: Some("StatefulSet".to_owned()),
+        namespace: Some(namespace.to_owned()),
+        name: Some(name.to_owned()),
+        ..ObjectReference::default()
+    }
+}
+
+/// The object that speaks for a group: its StatefulSet, else its first member pod
+/// (operator-managed groups).
+fn owner_ref(group: &GroupFacts) -> Option<ObjectReference> {
+    match &group.statefulset {
+        Some(sts) => Some(statefulset_ref(&group.key.namespace, sts)),
+        None => group.members.first().map(|m| pod_ref(&group.key.namespace, &m.name, &m.uid)),
+    }
+}
+
+/// The state changes of this round, `(group, from, to)`, updating `last` (a group seen for the
+/// first time is remembered, not reported; groups gone are forgotten; at most `cap` groups are
+/// remembered).
+fn transitions(
+    last: &mut HashMap<String, GroupState>,
+    audits: &[GroupAudit],
+    cap: usize,
+) -> Vec<(String, GroupState, GroupState)> {
+    let live: HashSet<&str> = audits.iter().map(|a| a.group.as_str()).collect();
+    last.retain(|g, _| live.contains(g.as_str()));
+    let mut changed = Vec::new();
+    for a in audits {
+        let room = last.len() < cap;
+        match last.get_mut(&a.group) {
+            Some(prev) if *prev != a.state => {
+                changed.push((a.group.clone(), *prev, a.state));
+                *prev = a.state;
+            }
+            Some(_) => {}
+            None if room => {
+                last.insert(a.group.clone(), a.state);
+            }
+            None => {}
+        }
+    }
+    changed
+}
+
 /// The recovery controller.
 pub struct Controller {
     client: Client,
@@ -302,13 +400,29 @@ pub struct Controller {
     options: Options,
     metrics: RecoveryMetrics,
     in_flight: Vec<InFlight>,
+    /// Each group's last audit state, for transition Events.
+    states: HashMap<String, GroupState>,
+    view: DebugView,
 }
 
 impl Controller {
     /// A controller using `client` for every read and write.
     #[must_use]
     pub fn new(client: Client, config: Arc<ArcSwap<Config>>, options: Options, metrics: RecoveryMetrics) -> Self {
-        Self { client, config, options, metrics, in_flight: Vec::new() }
+        Self {
+            client,
+            config,
+            options,
+            metrics,
+            in_flight: Vec::new(),
+            states: HashMap::new(),
+            view: DebugView::default(),
+        }
+    }
+
+    /// `GET /debug/recovery` for the admin router (the one that serves `/metrics`).
+    pub fn admin_routes(&self) -> axum::Router<()> {
+        debug::routes(Arc::clone(&self.view))
     }
 
     /// Runs until `stop` turns true; releases the Lease on the way out.
@@ -392,27 +506,39 @@ impl Controller {
                 Ok(Role::Follower(holder)) => {
                     if was_leader {
                         info!(?holder, "recovery: lost the lease");
+                        self.states.clear();
                     }
                     self.metrics.leader.set(0);
+                    self.view.store(Arc::default());
                     continue;
                 }
                 Err(e) => {
                     self.metrics.error("lease");
                     self.metrics.leader.set(0);
+                    self.view.store(Arc::default());
                     warn!("recovery lease: {e}");
                     continue;
                 }
             }
             self.metrics.leader.set(1);
-            self.reconcile(&stores, &mut elector, &mut events).await;
+            let started = Instant::now();
+            self.reconcile(&stores, &mut elector, &mut events, started).await;
+            self.metrics.round.observe(started.elapsed().as_secs_f64());
         }
         elector.release().await;
         self.metrics.leader.set(0);
         Ok(())
     }
 
-    /// One pass over every group.
-    async fn reconcile(&mut self, stores: &Stores, elector: &mut LeaseElector, events: &mut EventWriter) {
+    /// One pass over every group: finish, time and check the rebuilds in flight, decide every
+    /// member, audit every group, publish the round.
+    async fn reconcile(
+        &mut self,
+        stores: &Stores,
+        elector: &mut LeaseElector,
+        events: &mut EventWriter,
+        started: Instant,
+    ) {
         let cfg = self.config.load_full();
         let (nodes, leases) = (owned(&stores.nodes), owned(&stores.leases));
         // Only opted-in pods can be members: copy those, not the whole cluster's.
@@ -435,24 +561,25 @@ impl Controller {
         };
         let groups = group_facts(&objects, &cfg);
         let node_facts = node_facts(&nodes, &leases, &cfg);
-        let before = self.in_flight.len();
-        self.in_flight.retain(|f| !rebuilt(f, &groups));
-        if self.in_flight.len() != before {
-            info!(in_flight = self.in_flight.len(), "recovery: a rebuilt member is Ready again");
-        }
+        let now = Timestamp::now();
+        self.check_in_flight(&groups, now, events).await;
+
         let mut held: BTreeMap<&'static str, i64> = Gate::LABELS.iter().map(|g| (*g, 0)).collect();
-        let mut live = std::collections::HashSet::new();
+        let mut held_view: BTreeMap<String, Vec<Held>> = BTreeMap::new();
+        let mut live = HashSet::new();
         for group in &groups {
+            let key = group.key.to_string();
             for member in &group.members {
-                let recovering =
-                    self.in_flight.iter().find(|f| f.group == group.key.to_string()).map(|f| f.member.clone());
+                let flight = self.in_flight.iter().find(|f| f.group == key);
+                let recovering = flight.map(|f| f.member.clone());
                 let situation = Situation {
                     group,
                     nodes: &node_facts,
                     recovering: recovering.as_deref(),
-                    in_flight: self.in_flight.len(),
+                    stuck: flight.is_some_and(|f| f.stuck),
+                    in_flight: counted(&self.in_flight),
                     max_in_flight: self.options.max_in_flight,
-                    now: Timestamp::now(),
+                    now,
                 };
                 let decision = decide(&situation, member);
                 let pod = pod_ref(&group.key.namespace, &member.name, &member.uid);
@@ -463,6 +590,11 @@ impl Controller {
                         *held.entry(gate.label()).or_default() += 1;
                         live.insert((id, gate.label().to_owned()));
                         let note = format!("recovery of {} held: {gate}", member.name);
+                        held_view.entry(key.clone()).or_default().push(Held {
+                            member: member.name.clone(),
+                            gate: gate.label(),
+                            reason: gate.to_string(),
+                        });
                         if events.write(pod, "Warning", HELD, gate.label(), &note, &self.metrics).await {
                             self.metrics.held_total.get_or_create(&GateLabels { gate: gate.label() }).inc();
                             info!(group = %group.key, member = %member.name, gate = gate.label(), "{note}");
@@ -484,16 +616,137 @@ impl Controller {
                     }
                     Decision::Act(action) => {
                         live.insert((id, "rebuild".to_owned()));
-                        self.act(group, member, &action, elector, events).await;
+                        let lost = lost_at(action.trigger, node_facts.get(&action.node));
+                        self.act(group, member, &action, lost, elector, events).await;
                     }
                 }
             }
         }
-        events.retain(&live);
         for (gate, count) in held {
             self.metrics.held.get_or_create(&GateLabels { gate }).set(count);
         }
-        self.metrics.in_flight.set(i64::try_from(self.in_flight.len()).unwrap_or(i64::MAX));
+        let active = counted(&self.in_flight);
+        self.metrics.in_flight.set(i64::try_from(active).unwrap_or(i64::MAX));
+        self.metrics.stuck.set(i64::try_from(self.in_flight.len() - active).unwrap_or(i64::MAX));
+
+        let audits = audit(&groups, &node_facts);
+        self.report_audit(&groups, &audits, events, &mut live).await;
+        events.retain(&live);
+
+        let flights = self
+            .in_flight
+            .iter()
+            .map(|f| Flight {
+                group: f.group.clone(),
+                member: f.member.clone(),
+                node: f.node.clone(),
+                since: f.since.clone(),
+                lost_at: f.lost_at.clone(),
+                stuck: f.stuck,
+            })
+            .collect();
+        let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.view.store(Arc::new(Round::new(now.to_string(), took, &audits, held_view, flights)));
+    }
+
+    /// Ends the rebuilds whose member is Ready again (observing the time since the node was
+    /// lost), forgets stuck ones whose group is gone, and marks — once, with an Event on the
+    /// member and its StatefulSet — those past `stuckAfter`.
+    async fn check_in_flight(&mut self, groups: &[GroupFacts], now: Timestamp, events: &mut EventWriter) {
+        let (done, mut open): (Vec<InFlight>, Vec<InFlight>) =
+            std::mem::take(&mut self.in_flight).into_iter().partition(|f| rebuilt(f, groups));
+        for flight in &done {
+            if let Some(secs) = flight.seconds_since_loss(now) {
+                self.metrics.duration.observe(secs);
+            }
+            info!(group = %flight.group, member = %flight.member, "recovery: the rebuilt member is Ready again");
+        }
+        let by_key: BTreeMap<String, &GroupFacts> = groups.iter().map(|g| (g.key.to_string(), g)).collect();
+        open.retain(|f| {
+            let keep = by_key.contains_key(&f.group) || !f.stuck;
+            if !keep {
+                info!(group = %f.group, member = %f.member, "recovery: the group of a stuck rebuild is gone");
+            }
+            keep
+        });
+        for flight in &mut open {
+            let after = stuck_after(flight, &by_key);
+            if flight.stuck || !flight.overdue(now, after) {
+                continue;
+            }
+            flight.stuck = true;
+            self.metrics.stuck_total.inc();
+            let note = format!(
+                "the rebuild of {} (node {} lost) started at {} and the member is not Ready after {}s \
+                 (stuckAfter): no further action in this group until it is Ready; it no longer counts \
+                 against the cluster-wide cap",
+                flight.member,
+                flight.node,
+                flight.since,
+                after.as_secs()
+            );
+            warn!(group = %flight.group, member = %flight.member, "recovery: {note}");
+            let Some(group) = by_key.get(&flight.group) else { continue };
+            let key = format!("stuck/{}/{}", flight.member, flight.old_uid);
+            if let Some(member) = group.member(&flight.member) {
+                let pod = pod_ref(&group.key.namespace, &member.name, &member.uid);
+                events.write(pod, "Warning", STUCK, &key, &note, &self.metrics).await;
+            }
+            if let Some(sts) = &group.statefulset {
+                let sts = statefulset_ref(&group.key.namespace, sts);
+                events.write(sts, "Warning", STUCK, &key, &note, &self.metrics).await;
+            }
+        }
+        self.in_flight = open;
+    }
+
+    /// Sets the audit gauges and says each state change on the group's owner.
+    async fn report_audit(
+        &mut self,
+        groups: &[GroupFacts],
+        audits: &[GroupAudit],
+        events: &mut EventWriter,
+        live: &mut HashSet<(String, String)>,
+    ) {
+        let mut states: BTreeMap<GroupState, i64> = GroupState::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut pending: BTreeMap<PendingReason, i64> = PendingReason::ALL.iter().map(|r| (*r, 0)).collect();
+        let mut unhealthy = 0_i64;
+        for a in audits {
+            *states.entry(a.state).or_default() += 1;
+            unhealthy += i64::try_from(a.on_unhealthy_nodes.len()).unwrap_or(i64::MAX);
+            for p in &a.pending {
+                *pending.entry(p.reason).or_default() += 1;
+            }
+        }
+        for (state, count) in states {
+            self.metrics.audit_groups.get_or_create(&StateLabels { state: state.as_str() }).set(count);
+        }
+        for (reason, count) in pending {
+            self.metrics.audit_pending.get_or_create(&ReasonLabels { reason: reason.as_str() }).set(count);
+        }
+        self.metrics.audit_unhealthy.set(unhealthy);
+
+        let changed = transitions(&mut self.states, audits, MAX_TRACKED_GROUPS);
+        if changed.is_empty() {
+            return;
+        }
+        let by_key: HashMap<String, (&GroupFacts, &GroupAudit)> =
+            groups.iter().zip(audits).map(|(g, a)| (a.group.clone(), (g, a))).collect();
+        for (group, from, to) in changed {
+            self.metrics
+                .audit_transitions
+                .get_or_create(&TransitionLabels { from: from.as_str(), to: to.as_str() })
+                .inc();
+            let Some((facts, audit)) = by_key.get(&group) else { continue };
+            let Some(owner) = owner_ref(facts) else { continue };
+            let note = format!("group {group}: {from} -> {to}: {}", audit.summary());
+            info!(group = %group, from = from.as_str(), to = to.as_str(), "recovery audit: {note}");
+            let type_ = if to == GroupState::ZoneSafe { "Normal" } else { "Warning" };
+            // Unique per transition; kept live for this round only, so each change is said once.
+            let key = format!("audit/{from}/{to}");
+            live.insert((object_id(&owner), key.clone()));
+            events.write(owner, type_, AUDIT, &key, &note, &self.metrics).await;
+        }
     }
 
     /// Records the rebuild in the Lease first (so a successor honours it and leadership is
@@ -501,8 +754,9 @@ impl Controller {
     async fn act(
         &mut self,
         group: &GroupFacts,
-        member: &crate::facts::MemberFacts,
+        member: &MemberFacts,
         action: &Action,
+        lost: Option<Timestamp>,
         elector: &mut LeaseElector,
         events: &mut EventWriter,
     ) {
@@ -514,6 +768,8 @@ impl Controller {
                 old_uid: member.uid.clone(),
                 node: action.node.clone(),
                 since: Timestamp::now().to_string(),
+                lost_at: lost.map(|t| t.to_string()),
+                stuck: false,
             });
         }
         match elector.try_acquire_or_renew(&encode_in_flight(&self.in_flight)).await {
@@ -530,13 +786,7 @@ impl Controller {
             self.metrics.actions.get_or_create(&ModeLabels { mode: "rebuild" }).inc();
             if let Some(sts) = &group.statefulset {
                 // Keyed by the member's pod, so each rebuild is said once on the StatefulSet.
-                let sts_ref = ObjectReference {
-                    api_version: Some("apps/v1".to_owned()),
-                    kind: Some("StatefulSet".to_owned()),
-                    namespace: Some(group.key.namespace.clone()),
-                    name: Some(sts.clone()),
-                    ..ObjectReference::default()
-                };
+                let sts_ref = statefulset_ref(&group.key.namespace, sts);
                 let key = format!("rebuild/{}/{}", member.name, member.uid);
                 events.write(sts_ref, "Warning", REBUILD, &key, &note, &self.metrics).await;
             }
@@ -548,12 +798,7 @@ impl Controller {
 
     /// Deletes the stranded claims (uid precondition), then force-deletes the pod (grace 0, uid
     /// precondition). A claim or pod already gone counts as done.
-    async fn execute(
-        &self,
-        namespace: &str,
-        member: &crate::facts::MemberFacts,
-        action: &Action,
-    ) -> anyhow::Result<()> {
+    async fn execute(&self, namespace: &str, member: &MemberFacts, action: &Action) -> anyhow::Result<()> {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         for name in &action.delete_claims {
             let uid = member.claims.iter().find(|c| &c.name == name).map(|c| c.uid.clone()).filter(|u| !u.is_empty());
@@ -614,8 +859,13 @@ mod tests {
             old_uid: "u".into(),
             node: "n1".into(),
             since: "2026-01-01T00:00:00Z".into(),
+            lost_at: Some("2025-12-31T23:59:00Z".into()),
+            stuck: true,
         }];
         assert_eq!(decode_in_flight(&encode_in_flight(&flights)), flights);
+        let older = r#"[{"group":"db/pg","member":"pg-0","old_uid":"u","since":"2026-01-01T00:00:00Z"}]"#;
+        let read = decode_in_flight(&BTreeMap::from([(IN_FLIGHT_KEY.to_owned(), older.to_owned())]));
+        assert_eq!((read[0].lost_at.as_ref(), read[0].stuck), (None, false), "state written before these fields");
         assert!(encode_in_flight(&[]).is_empty());
         assert!(decode_in_flight(&BTreeMap::from([(IN_FLIGHT_KEY.to_owned(), "garbage".to_owned())])).is_empty());
     }
@@ -630,6 +880,8 @@ mod tests {
             old_uid: "old".into(),
             node: "dead".into(),
             since: String::new(),
+            lost_at: None,
+            stuck: false,
         };
         let group = |uid: &str, node: Option<&str>, ready: bool| {
             vec![GroupFacts {
@@ -646,6 +898,8 @@ mod tests {
                     primary: false,
                     mode: RecoveryMode::Rebuild,
                     after: Duration::from_secs(60),
+                    stuck_after: Duration::from_secs(900),
+                    unschedulable: false,
                     paused: false,
                     claims: vec![],
                 }],
@@ -657,5 +911,62 @@ mod tests {
         assert!(!rebuilt(&flight, &group("new", None, false)), "Pending");
         assert!(!rebuilt(&flight, &group("old", Some("dead"), true)), "the old pod");
         assert!(!rebuilt(&flight, &group("new", Some("n2"), false)), "not Ready yet");
+    }
+
+    #[test]
+    fn time_since_loss_and_stuck() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let mut flight = InFlight {
+            group: "db/pg".into(),
+            member: "pg-0".into(),
+            old_uid: "old".into(),
+            node: "dead".into(),
+            since: "2026-01-01T00:50:00Z".into(),
+            lost_at: Some("2026-01-01T00:40:00Z".into()),
+            stuck: false,
+        };
+        assert_eq!(flight.seconds_since_loss(now), Some(1200.0), "from the node's loss");
+        assert!(!flight.overdue(now, Duration::from_secs(900)), "stuck is timed from the rebuild, 10 min ago");
+        assert!(flight.overdue(now, Duration::from_secs(600)));
+        flight.lost_at = None;
+        assert_eq!(flight.seconds_since_loss(now), Some(600.0), "a deleted node: from the rebuild");
+        let stuck = InFlight { group: "other/kafka".into(), stuck: true, ..flight.clone() };
+        assert_eq!(counted(&[flight.clone(), stuck]), 1, "a stuck rebuild frees its slot in the cap");
+        flight.since = "garbage".into();
+        assert_eq!(flight.seconds_since_loss(now), None);
+        assert!(flight.overdue(now, Duration::from_secs(900)), "untimeable must not hold the cap forever");
+    }
+
+    #[test]
+    fn transitions_are_said_once_new_groups_are_learnt_and_gone_ones_forgotten() {
+        let a = |group: &str, state| GroupAudit {
+            group: group.into(),
+            n: 3,
+            majority: 2,
+            ready: 3,
+            ready_per_zone: BTreeMap::new(),
+            zone_safe: true,
+            worst_zone: None,
+            node_safe: true,
+            worst_node: None,
+            on_unhealthy_nodes: vec![],
+            pending: vec![],
+            recovery: vec![],
+            state,
+        };
+        let mut last = HashMap::new();
+        let round1 = [a("db/a", GroupState::ZoneSafe), a("db/b", GroupState::NotZoneSafe)];
+        assert!(transitions(&mut last, &round1, 10).is_empty(), "first sight is not a change");
+        let round2 = [a("db/a", GroupState::NotNodeSafe), a("db/b", GroupState::NotZoneSafe)];
+        assert_eq!(
+            transitions(&mut last, &round2, 10),
+            vec![("db/a".to_owned(), GroupState::ZoneSafe, GroupState::NotNodeSafe)]
+        );
+        assert!(transitions(&mut last, &round2, 10).is_empty(), "said once");
+        assert!(transitions(&mut last, &round2[..1], 10).is_empty());
+        assert!(!last.contains_key("db/b"), "a gone group is forgotten");
+        let many: Vec<GroupAudit> = (0..5).map(|i| a(&format!("db/g{i}"), GroupState::ZoneSafe)).collect();
+        transitions(&mut last, &many, 3);
+        assert_eq!(last.len(), 3, "bounded");
     }
 }

@@ -11,7 +11,7 @@ use std::{fmt, time::Duration};
 use k8s_openapi::jiff::Timestamp;
 use stowage_policy::config::RecoveryMode;
 
-use crate::facts::{GroupFacts, MemberFacts, Nodes, Readiness};
+use crate::facts::{GroupFacts, MemberFacts, NodeFacts, Nodes, Readiness};
 
 /// Why the member's node counts as dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,12 @@ pub enum Gate {
     Paused,
     /// The member is the primary: failover is the database's job, never stowage's.
     Primary,
+    /// The group's rebuild has not produced a Ready member within `stuckAfter`: nothing more is
+    /// done in the group (not even for that member) until it is Ready or a human steps in.
+    RebuildStuck {
+        /// The member being rebuilt.
+        member: String,
+    },
     /// Another member of the group is being rebuilt and is not Ready yet.
     AnotherMemberRecovering {
         /// That member.
@@ -95,6 +101,7 @@ impl Gate {
         "lease_renewed",
         "paused",
         "primary",
+        "rebuild_stuck",
         "another_member_recovering",
         "no_majority",
         "no_spare_node_in_zone",
@@ -109,6 +116,7 @@ impl Gate {
             Self::LeaseRenewed { .. } => "lease_renewed",
             Self::Paused => "paused",
             Self::Primary => "primary",
+            Self::RebuildStuck { .. } => "rebuild_stuck",
             Self::AnotherMemberRecovering { .. } => "another_member_recovering",
             Self::NoMajority { .. } => "no_majority",
             Self::NoSpareNodeInZone { .. } => "no_spare_node_in_zone",
@@ -134,6 +142,11 @@ impl fmt::Display for Gate {
             ),
             Self::Paused => f.write_str("recovery is paused (stowage.io/recovery-paused)"),
             Self::Primary => f.write_str("the member is the primary; failover belongs to the database, not stowage"),
+            Self::RebuildStuck { member } => write!(
+                f,
+                "the rebuild of member {member} is stuck (not Ready within stuckAfter); \
+                 nothing more is done in this group until it is Ready"
+            ),
             Self::AnotherMemberRecovering { member } => {
                 write!(f, "member {member} of the group is being rebuilt and is not Ready yet (one at a time)")
             }
@@ -216,7 +229,10 @@ pub struct Situation<'a> {
     pub nodes: &'a Nodes,
     /// The member of this group being rebuilt and not Ready again yet, if any.
     pub recovering: Option<&'a str>,
-    /// Rebuilds in flight in the whole cluster.
+    /// That rebuild has passed `stuckAfter`.
+    pub stuck: bool,
+    /// Rebuilds in flight in the whole cluster, not counting stuck ones (a stuck group keeps
+    /// itself held, not every other namespace's).
     pub in_flight: usize,
     /// Cluster-wide cap on rebuilds in flight.
     pub max_in_flight: usize,
@@ -291,6 +307,9 @@ pub fn decide(s: &Situation<'_>, member: &MemberFacts) -> Decision {
     if member.primary {
         return Decision::Held(Gate::Primary);
     }
+    if let Some(recovering) = s.recovering.filter(|_| s.stuck) {
+        return Decision::Held(Gate::RebuildStuck { member: recovering.to_owned() });
+    }
     if let Some(other) = s.recovering.filter(|r| *r != member.name) {
         return Decision::Held(Gate::AnotherMemberRecovering { member: other.to_owned() });
     }
@@ -330,10 +349,25 @@ pub fn decide(s: &Situation<'_>, member: &MemberFacts) -> Decision {
     }
 }
 
+/// When the member's node was lost, as far as the facts know: the `Ready` condition's last
+/// transition for an unreachable node, the taint's `timeAdded` for an out-of-service one (else
+/// the `Ready` transition, if the node is not Ready either). `None` for a deleted node: the
+/// Node object, and with it the time, is gone.
+#[must_use]
+pub fn lost_at(trigger: Trigger, node: Option<&NodeFacts>) -> Option<Timestamp> {
+    let node = node?;
+    let not_ready_since = node.ready_since.filter(|_| node.readiness != Readiness::Ready);
+    match trigger {
+        Trigger::NodeDeleted => None,
+        Trigger::OutOfService => node.out_of_service_since.or(not_ready_since),
+        Trigger::Unreachable { .. } => not_ready_since,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::{ClaimFacts, NodeFacts};
+    use crate::facts::ClaimFacts;
     use stowage_policy::GroupKey;
 
     const AFTER: Duration = Duration::from_secs(60);
@@ -354,6 +388,7 @@ mod tests {
             ready_since: ago(3600),
             lease_renewed: ago(1),
             out_of_service: false,
+            out_of_service_since: None,
             unschedulable: false,
         }
     }
@@ -375,6 +410,8 @@ mod tests {
             primary: false,
             mode: RecoveryMode::Rebuild,
             after: AFTER,
+            stuck_after: Duration::from_secs(900),
+            unschedulable: false,
             paused: false,
             claims: vec![ClaimFacts {
                 name: format!("data-{name}"),
@@ -390,6 +427,7 @@ mod tests {
         group: GroupFacts,
         nodes: Nodes,
         recovering: Option<&'static str>,
+        stuck: bool,
         in_flight: usize,
     }
 
@@ -405,7 +443,7 @@ mod tests {
             statefulset_paused: false,
             members: vec![member("pg-0", "a1"), member("pg-1", "b1"), member("pg-2", "c1")],
         };
-        World { group, nodes, recovering: None, in_flight: 0 }
+        World { group, nodes, recovering: None, stuck: false, in_flight: 0 }
     }
 
     impl World {
@@ -423,6 +461,7 @@ mod tests {
                 group: &self.group,
                 nodes: &self.nodes,
                 recovering: self.recovering,
+                stuck: self.stuck,
                 in_flight: self.in_flight,
                 max_in_flight: 2,
                 now: now(),
@@ -520,6 +559,22 @@ mod tests {
                 Decision::Act(rebuild(DEAD)),
             ),
             (
+                "another member's rebuild stuck: the group stays held",
+                world().kill("a1", 120).with(|w| {
+                    w.recovering = Some("pg-2");
+                    w.stuck = true;
+                }),
+                Decision::Held(Gate::RebuildStuck { member: "pg-2".into() }),
+            ),
+            (
+                "its own rebuild stuck: not retried",
+                world().kill("a1", 120).with(|w| {
+                    w.recovering = Some("pg-0");
+                    w.stuck = true;
+                }),
+                Decision::Held(Gate::RebuildStuck { member: "pg-0".into() }),
+            ),
+            (
                 "another member not Ready: no majority",
                 world().kill("a1", 120).with(|w| m(w, "pg-1").ready = false),
                 Decision::Held(Gate::NoMajority { ready: 1, needed: 2, n: 3 }),
@@ -591,11 +646,14 @@ mod tests {
         w.group.statefulset_paused = true;
         m(&mut w, "pg-0").primary = true;
         w.recovering = Some("pg-1");
+        w.stuck = true;
         w.in_flight = 9;
         assert_eq!(w.decide("pg-0"), Decision::Held(Gate::Paused));
         w.group.statefulset_paused = false;
         assert_eq!(w.decide("pg-0"), Decision::Held(Gate::Primary));
         m(&mut w, "pg-0").primary = false;
+        assert!(matches!(w.decide("pg-0"), Decision::Held(Gate::RebuildStuck { .. })));
+        w.stuck = false;
         assert!(matches!(w.decide("pg-0"), Decision::Held(Gate::AnotherMemberRecovering { .. })));
         w.recovering = None;
         assert!(matches!(w.decide("pg-0"), Decision::Held(Gate::NoMajority { .. })));
@@ -610,6 +668,13 @@ mod tests {
             assert!(!gate.to_string().is_empty());
         }
         assert_eq!(majority(3), 2);
+        let since = ago(120);
+        let mut n = dead(node("a1", "a"), 120);
+        assert_eq!(lost_at(DEAD, Some(&n)), since, "unreachable: since the Ready transition");
+        assert_eq!(lost_at(Trigger::NodeDeleted, None), None);
+        n.out_of_service_since = ago(30);
+        assert_eq!(lost_at(Trigger::OutOfService, Some(&n)), ago(30), "out of service: the taint's time");
+        assert_eq!(lost_at(Trigger::OutOfService, Some(&node("a1", "a"))), None, "Ready, no taint time");
         assert_eq!(majority(4), 3);
         assert_eq!(majority(5), 3);
     }

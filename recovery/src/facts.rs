@@ -55,6 +55,8 @@ pub struct NodeFacts {
     pub lease_renewed: Option<Timestamp>,
     /// Tainted `node.kubernetes.io/out-of-service`.
     pub out_of_service: bool,
+    /// When that taint was added (`timeAdded`; the apiserver records it for `NoExecute`).
+    pub out_of_service_since: Option<Timestamp>,
     /// `spec.unschedulable` (cordoned).
     pub unschedulable: bool,
 }
@@ -109,6 +111,11 @@ pub struct MemberFacts {
     pub mode: RecoveryMode,
     /// The profile's `after`.
     pub after: Duration,
+    /// The profile's `stuckAfter`.
+    pub stuck_after: Duration,
+    /// Not bound, and the scheduler said why: `PodScheduled` is `False` with reason
+    /// `Unschedulable`.
+    pub unschedulable: bool,
     /// Carries the pause annotation.
     pub paused: bool,
     /// The pod's claims.
@@ -193,14 +200,15 @@ pub fn node_facts(nodes: &[Node], leases: &[Lease], cfg: &Config) -> Nodes {
                 _ => Readiness::Unknown,
             };
             let spec = node.spec.as_ref();
+            let out_of_service =
+                spec.and_then(|s| s.taints.as_ref()).and_then(|ts| ts.iter().find(|t| t.key == OUT_OF_SERVICE_TAINT));
             let facts = NodeFacts {
                 zone: label(&node.metadata, &cfg.zone_label).map(str::to_owned),
                 readiness,
                 ready_since: ready.and_then(|c| c.last_transition_time.as_ref()).map(|t| t.0),
                 lease_renewed: renewed.get(name.as_str()).copied(),
-                out_of_service: spec
-                    .and_then(|s| s.taints.as_ref())
-                    .is_some_and(|ts| ts.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT)),
+                out_of_service: out_of_service.is_some(),
+                out_of_service_since: out_of_service.and_then(|t| t.time_added.as_ref()).map(|t| t.0),
                 unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
                 name: name.clone(),
             };
@@ -310,11 +318,11 @@ pub fn group_facts(objects: &Objects<'_>, cfg: &Config) -> Vec<GroupFacts> {
                 ClaimFacts { name, uid, pinned_node, terminating }
             })
             .collect();
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+        let ready = conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        let unschedulable = conditions
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"));
         let member = MemberFacts {
             name: pod.metadata.name.clone().unwrap_or_default(),
             uid: pod.metadata.uid.clone().unwrap_or_default(),
@@ -324,6 +332,8 @@ pub fn group_facts(objects: &Objects<'_>, cfg: &Config) -> Vec<GroupFacts> {
             primary: policy.role == Some(Role::Primary),
             mode,
             after: policy.profile.recovery.after,
+            stuck_after: policy.profile.recovery.stuck_after,
+            unschedulable,
             paused,
             claims: pod_claims,
         };
@@ -391,7 +401,7 @@ mod tests {
         let nodes: Vec<Node> = vec![
             from(
                 json!({"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "h1", "topology.kubernetes.io/zone": "a"}},
-                "spec": {"taints": [{"key": OUT_OF_SERVICE_TAINT, "effect": "NoExecute"}]},
+                "spec": {"taints": [{"key": OUT_OF_SERVICE_TAINT, "effect": "NoExecute", "timeAdded": "2026-01-01T00:00:09Z"}]},
                 "status": {"conditions": [{"type": "Ready", "status": "Unknown", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
             ),
             from(json!({"metadata": {"name": "n2", "labels": {"kubernetes.io/hostname": "n2"}},
@@ -409,6 +419,7 @@ mod tests {
         let n1 = &facts["n1"];
         assert_eq!((n1.readiness, n1.out_of_service, n1.zone.as_deref()), (Readiness::Unknown, true, Some("a")));
         assert_eq!(n1.ready_since, Some("2026-01-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(n1.out_of_service_since, Some("2026-01-01T00:00:09Z".parse().unwrap()));
         assert!(n1.lease_renewed.is_some());
         assert!(facts["n2"].healthy() && facts["n2"].lease_renewed.is_none(), "leases elsewhere are not node leases");
 

@@ -13,10 +13,12 @@
 //! - [`audit`]: per group, whether losing one zone or one node keeps a Ready majority (pure);
 //! - [`lease`]: a hand-written `coordination.k8s.io/v1` Lease elector;
 //! - [`controller`]: the leader-elected loop that watches, decides, acts and reports;
-//! - [`metrics`]: its Prometheus metrics.
+//! - [`metrics`]: its Prometheus metrics;
+//! - [`debug`]: `GET /debug/recovery`, the leader's last round (bounded JSON).
 
 pub mod audit;
 pub mod controller;
+pub mod debug;
 pub mod decide;
 pub mod facts;
 pub mod lease;

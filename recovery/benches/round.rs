@@ -1,0 +1,223 @@
+//! The cost of one recovery round at scale (criterion; means): what the leader does every
+//! `--recovery-interval` — copy the opted-in pods and the other trimmed objects out of the
+//! caches, derive node and group facts, decide every member, audit every group and build the
+//! `/debug/recovery` view — over a generated cluster of 5,000 nodes in 3 zones, 150,000 pods
+//! of which 30,000 are members of 10,000 three-member StatefulSet groups on local volumes, with
+//! 50 nodes dead (so members are held, reported and audited as unsafe).
+//!
+//! Run: `cargo bench -p stowage-recovery --bench round` (under `cargo test` it runs one small
+//! iteration only).
+#![allow(missing_docs)]
+
+use std::{collections::BTreeMap, hint::black_box, sync::Arc, time::Duration};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        coordination::v1::Lease,
+        core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod},
+    },
+    jiff::Timestamp,
+};
+use serde_json::json;
+use stowage_policy::Config;
+use stowage_recovery::{
+    audit::audit,
+    debug::Round,
+    decide::{Situation, decide},
+    facts::{NODE_LEASE_NAMESPACE, Objects, group_facts, node_facts},
+};
+
+struct Shape {
+    nodes: usize,
+    pods: usize,
+    groups: usize,
+    dead: usize,
+}
+
+/// The caches as the controller holds them (`Arc`s of trimmed objects).
+struct Cluster {
+    nodes: Vec<Arc<Node>>,
+    leases: Vec<Arc<Lease>>,
+    pods: Vec<Arc<Pod>>,
+    claims: Vec<Arc<PersistentVolumeClaim>>,
+    volumes: Vec<Arc<PersistentVolume>>,
+    statefulsets: Vec<Arc<StatefulSet>>,
+}
+
+fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<T> {
+    Arc::new(serde_json::from_value(v).expect("valid object"))
+}
+
+const ZONES: [&str; 3] = ["a", "b", "c"];
+
+fn generate(shape: &Shape) -> Cluster {
+    let old = "2026-01-01T00:00:00Z";
+    let node_name = |i: usize| format!("node-{i:05}");
+    let mut c = Cluster {
+        nodes: Vec::new(),
+        leases: Vec::new(),
+        pods: Vec::new(),
+        claims: Vec::new(),
+        volumes: Vec::new(),
+        statefulsets: Vec::new(),
+    };
+    for i in 0..shape.nodes {
+        let name = node_name(i);
+        let dead = i < shape.dead;
+        c.nodes.push(from(json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name,
+                "topology.kubernetes.io/zone": ZONES[i % 3]}},
+            "status": {"conditions": [{"type": "Ready", "status": if dead { "Unknown" } else { "True" },
+                "lastTransitionTime": old}]}
+        })));
+        c.leases.push(from(json!({
+            "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
+            "spec": {"holderIdentity": name, "renewTime": if dead { old } else { "2026-01-01T00:59:59.000000Z" }}
+        })));
+    }
+    // Member m of group g sits on node (3g + m) mod nodes: one member per zone.
+    for g in 0..shape.groups {
+        let ns = format!("tenant-{}", g % 500);
+        let sts = format!("db-{g}");
+        c.statefulsets.push(from(json!({
+            "metadata": {"name": sts, "namespace": ns},
+            "spec": {"replicas": 3, "selector": {}, "serviceName": sts, "template": {}}
+        })));
+        for m in 0..3 {
+            let pod = format!("{sts}-{m}");
+            let claim = format!("data-{pod}");
+            let volume = format!("pv-{g}-{m}");
+            let node = node_name((3 * g + m) % shape.nodes);
+            c.pods.push(from(json!({
+                "metadata": {"name": pod, "namespace": ns, "uid": format!("uid-{pod}"),
+                    "annotations": {"stowage.io/profile": "pg"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts,
+                        "uid": "s", "controller": true}]},
+                "spec": {"nodeName": node, "containers": [],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+            })));
+            c.claims.push(from(json!({
+                "metadata": {"name": claim, "namespace": ns, "uid": format!("uid-{claim}")},
+                "spec": {"volumeName": volume}
+            })));
+            c.volumes.push(from(json!({
+                "metadata": {"name": volume},
+                "spec": {"capacity": {"storage": "10Gi"}, "local": {"path": "/mnt/disk"},
+                    "claimRef": {"namespace": ns, "name": claim},
+                    "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}
+            })));
+        }
+    }
+    // Everything else: not opted in, trimmed as the controller trims pods.
+    for i in c.pods.len()..shape.pods {
+        c.pods.push(from(json!({
+            "metadata": {"name": format!("app-{i}"), "namespace": format!("apps-{}", i % 1000),
+                "uid": format!("uid-app-{i}"), "labels": {"app": "web", "pod-template-hash": "abc123"},
+                "annotations": {"kubectl.kubernetes.io/restartedAt": old}},
+            "spec": {"nodeName": node_name(i % shape.nodes), "containers": []},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        })));
+    }
+    c
+}
+
+fn owned<T: Clone>(v: &[Arc<T>]) -> Vec<T> {
+    v.iter().map(|o| (**o).clone()).collect()
+}
+
+/// One leader round without the API writes.
+fn round(c: &Cluster, cfg: &Config, now: Timestamp) -> (usize, Round) {
+    let pods: Vec<Pod> =
+        c.pods.iter().filter(|p| stowage_policy::annotations::opted_in(&p.metadata)).map(|p| (**p).clone()).collect();
+    let (nodes, leases) = (owned(&c.nodes), owned(&c.leases));
+    let (claims, volumes, statefulsets) = (owned(&c.claims), owned(&c.volumes), owned(&c.statefulsets));
+    let objects = Objects {
+        nodes: &nodes,
+        leases: &leases,
+        pods: &pods,
+        claims: &claims,
+        volumes: &volumes,
+        statefulsets: &statefulsets,
+    };
+    let groups = group_facts(&objects, cfg);
+    let node_facts = node_facts(&nodes, &leases, cfg);
+    let mut acting = 0;
+    for group in &groups {
+        for member in &group.members {
+            let s = Situation {
+                group,
+                nodes: &node_facts,
+                recovering: None,
+                stuck: false,
+                in_flight: 0,
+                max_in_flight: 1,
+                now,
+            };
+            if !matches!(decide(&s, member), stowage_recovery::Decision::Nothing) {
+                acting += 1;
+            }
+        }
+    }
+    let audits = audit(&groups, &node_facts);
+    (acting, Round::new(now.to_string(), 0, &audits, BTreeMap::new(), Vec::new()))
+}
+
+fn benches(c: &mut Criterion) {
+    let full = std::env::args().any(|a| a == "--bench");
+    let shape = if full {
+        Shape { nodes: 5_000, pods: 150_000, groups: 10_000, dead: 50 }
+    } else {
+        Shape { nodes: 30, pods: 300, groups: 20, dead: 1 }
+    };
+    let cfg = Config::from_yaml("profiles: {pg: {recovery: {mode: report, after: 1m}}}").expect("config");
+    let cluster = generate(&shape);
+    let now: Timestamp = "2026-01-01T01:00:00Z".parse().expect("time");
+    let (acting, view) = round(&cluster, &cfg, now);
+    assert!(acting > 0, "dead nodes strand members");
+    assert!(view.states["not_node_safe"] > 0, "{:?}", view.states);
+    let mut g = c.benchmark_group("recovery_round");
+    g.sample_size(10).measurement_time(Duration::from_secs(if full { 20 } else { 1 }));
+    let id = format!("{}n_{}p_{}g", shape.nodes, shape.pods, shape.groups);
+    g.bench_function(format!("full/{id}"), |b| b.iter(|| black_box(round(&cluster, &cfg, now))));
+    // The parts, to see where the time goes.
+    let pods: Vec<Pod> = cluster
+        .pods
+        .iter()
+        .filter(|p| stowage_policy::annotations::opted_in(&p.metadata))
+        .map(|p| (**p).clone())
+        .collect();
+    let (nodes, leases) = (owned(&cluster.nodes), owned(&cluster.leases));
+    let (claims, volumes, statefulsets) =
+        (owned(&cluster.claims), owned(&cluster.volumes), owned(&cluster.statefulsets));
+    let objects = Objects {
+        nodes: &nodes,
+        leases: &leases,
+        pods: &pods,
+        claims: &claims,
+        volumes: &volumes,
+        statefulsets: &statefulsets,
+    };
+    g.bench_function(format!("copy_out_of_caches/{id}"), |b| {
+        b.iter(|| {
+            let pods: Vec<Pod> = cluster
+                .pods
+                .iter()
+                .filter(|p| stowage_policy::annotations::opted_in(&p.metadata))
+                .map(|p| (**p).clone())
+                .collect();
+            black_box((pods, owned(&cluster.claims), owned(&cluster.volumes), owned(&cluster.nodes)))
+        });
+    });
+    g.bench_function(format!("group_facts/{id}"), |b| b.iter(|| black_box(group_facts(&objects, &cfg))));
+    let groups = group_facts(&objects, &cfg);
+    let facts = node_facts(&nodes, &leases, &cfg);
+    g.bench_function(format!("audit/{id}"), |b| b.iter(|| black_box(audit(&groups, &facts))));
+    g.finish();
+}
+
+criterion_group!(round_benches, benches);
+criterion_main!(round_benches);
