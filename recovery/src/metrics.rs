@@ -73,6 +73,9 @@ impl RecoveryMetrics {
         for mode in ["report", "rebuild"] {
             let _ = m.actions.get_or_create(&ModeLabels { mode });
         }
+        for op in ["delete_claim", "delete_pod", "event", "lease"] {
+            let _ = m.errors.get_or_create(&OpLabels { op });
+        }
         m
     }
 
@@ -98,5 +101,6 @@ mod tests {
         assert!(text.contains("stowage_recovery_held_total{gate=\"primary\"} 1"), "{text}");
         assert!(text.contains("stowage_recovery_held_members{gate=\"cluster_cap\"} 0"), "{text}");
         assert!(text.contains("stowage_recovery_in_flight 0"), "{text}");
+        assert!(text.contains("stowage_recovery_errors_total{op=\"delete_pod\"} 0"), "{text}");
     }
 }
