@@ -2,7 +2,8 @@
 # Runs every check and test of the project, end-to-end tests included: against a real etcd,
 # kube-apiserver, kube-scheduler, kube-controller-manager and kwok (simulated kubelets), on the
 # oldest and the newest supported Kubernetes minor. The binaries are built from Go modules on
-# the first run and reused from the cache afterwards (see scripts/control-plane.sh).
+# the first run and reused from the cache afterwards (see scripts/control-plane.sh), and so are
+# helm and promtool, which check the chart, the alert rules and the dashboard (scripts/tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,11 @@ read -r -a versions <<<"$(scripts/control-plane.sh print-versions)"
 # The test harness finds each version's binaries in the cache (STOWAGE_K8S_VERSION).
 unset STOWAGE_K8S_BIN STOWAGE_ETCD_BIN STOWAGE_KWOK_BIN
 export STOWAGE_K8S_VERSION="${versions[0]}"
+
+step "helm and promtool (build once, then cached)"
+scripts/tools.sh >/dev/null
+# The chart and monitoring tests find them in the cache (scripts/tools.sh print-dir).
+unset STOWAGE_HELM_BIN STOWAGE_PROMTOOL_BIN
 
 step "format"
 cargo fmt --all -- --check

@@ -175,6 +175,9 @@ impl RecoveryMetrics {
         for mode in ["report", "rebuild"] {
             let _ = m.actions.get_or_create(&ModeLabels { mode });
         }
+        for op in ["delete_claim", "delete_pod", "event", "lease"] {
+            let _ = m.errors.get_or_create(&OpLabels { op });
+        }
         m
     }
 
@@ -204,5 +207,6 @@ mod tests {
         assert!(text.contains("stowage_audit_members_pending{reason=\"claim_on_lost_node\"} 0"), "{text}");
         assert!(text.contains("stowage_recovery_duration_seconds_count 0"), "{text}");
         assert!(text.contains("stowage_recovery_stuck_total 0"), "{text}");
+        assert!(text.contains("stowage_recovery_errors_total{op=\"delete_pod\"} 0"), "{text}");
     }
 }

@@ -23,7 +23,28 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::cache::ClusterCache;
+use crate::{
+    cache::ClusterCache,
+    ledger::{ReservationEvent, ReservationLabels},
+};
+
+/// Every verb, and the decision outcomes each can report: their series are created at zero on
+/// registration, so dashboards and alerts see a rate of 0, not a missing series.
+const VERB_OUTCOMES: [(&str, &[&str]); 4] = [
+    ("filter", &["feasible", "reserved", "no_feasible_node", "not_opted_in", "error"]),
+    ("prioritize", &["scored", "not_opted_in"]),
+    ("preempt", &["kept_all", "dropped_some"]),
+    ("bind", &["bound", "already_bound", "error"]),
+];
+
+/// Every reservation event (the `event` label of `stowage_ledger_reservations_total`).
+const RESERVATION_EVENTS: [ReservationEvent; 5] = [
+    ReservationEvent::Created,
+    ReservationEvent::Replaced,
+    ReservationEvent::Confirmed,
+    ReservationEvent::Released,
+    ReservationEvent::Expired,
+];
 
 /// Histogram buckets in seconds: fine-grained below 1 ms, up to 5 s (the scheduler's default
 /// `httpTimeout`).
@@ -110,6 +131,15 @@ impl Metrics {
             "Kubernetes events dropped because the event queue was full",
             m.events_dropped.clone(),
         );
+        for (verb, outcomes) in VERB_OUTCOMES {
+            drop(m.request_duration.get_or_create(&VerbLabels { verb }));
+            for outcome in outcomes {
+                drop(m.decisions.get_or_create(&OutcomeLabels { verb, outcome }));
+            }
+        }
+        for event in RESERVATION_EVENTS {
+            drop(cache.ledger().reservation_events().get_or_create(&ReservationLabels { event: event.as_str() }));
+        }
         registry.register_collector(Box::new(CacheCollector { cache }));
         m
     }
@@ -215,6 +245,8 @@ mod tests {
             "stowage_cache_objects{kind=\"pods\"} 0",
             "stowage_cache_synced{kind=\"nodes\"} 0",
             "stowage_ledger_entries 0",
+            "stowage_extender_decisions_total{verb=\"bind\",outcome=\"already_bound\"} 0",
+            "stowage_extender_request_duration_seconds_count{verb=\"preempt\"} 0",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");
         }

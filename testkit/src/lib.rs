@@ -15,6 +15,7 @@
 //!   [`force_delete_pod`], [`wait_for_node_ready_status`]).
 //! * [`RecordingProxy`], a transparent HTTP(S) reverse proxy that records what a real component
 //!   sent to a webhook or extender and what it got back.
+//! * [`Tools`] locates (or builds) `helm` and `promtool` for the chart and monitoring tests.
 //! * [`Supervised`] runs any other binary (e.g. `stowage serve`) with the same no-orphan guarantee.
 //!
 //! Child processes never outlive the test process, even if it is killed. Set `STOWAGE_TEST_KEEP=1`
@@ -32,6 +33,7 @@ mod process;
 mod proxy;
 mod scheduler;
 mod stowage;
+mod tools;
 mod wait;
 
 pub use binaries::{Binaries, ETCD_BIN_ENV, K8S_BIN_ENV, K8S_VERSION_ENV, KWOK_BIN_ENV, workspace_root};
@@ -53,6 +55,7 @@ pub use process::{Supervised, free_ports};
 pub use proxy::{Exchange, ProxyOptions, RecordingProxy, Upstream, pem_to_der, served_certificate};
 pub use scheduler::{Extender, SchedulerConfig, SchedulerHandle};
 pub use stowage::{StowageArgs, StowageProcess, http_get, metric_series, metric_sum};
+pub use tools::{HELM_BIN_ENV, PROMTOOL_BIN_ENV, Tools};
 pub use wait::{
     TIMEOUT_SCALE_ENV, assert_pod_stays_unbound, describe_pod, force_delete_pod, is_bound, node_name, pod_condition,
     pod_events, poll_until, scaled, wait_for_pod, wait_for_pod_bound, wait_for_pod_event, wait_for_pods_bound,
