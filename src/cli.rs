@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// Admin listen address: /healthz, /readyz, /metrics, /debug/decisions (plain HTTP).
     #[arg(long, default_value = "0.0.0.0:9090", env = "STOWAGE_ADMIN_ADDR")]
     pub admin_addr: SocketAddr,
+    /// Protection of /metrics and /debug/* on the admin port (probes are always open):
+    /// `kubernetes` checks a bearer token with the apiserver (TokenReview, then
+    /// SubjectAccessReview for the path and verb); `none` only with a loopback --admin-addr.
+    #[arg(long, value_enum, default_value = "kubernetes", env = "STOWAGE_ADMIN_AUTH")]
+    pub admin_auth: AdminAuthMode,
     /// Directory holding tls.crt and tls.key (a mounted Secret); watched for rotation.
     #[arg(long, env = "STOWAGE_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
@@ -183,6 +188,15 @@ pub struct ExplainArgs {
     /// live pod: it was admitted already).
     #[arg(long)]
     pub no_mutate: bool,
+}
+
+/// How the admin port protects `/metrics` and `/debug/*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdminAuthMode {
+    /// Bearer token checked with TokenReview, access with SubjectAccessReview.
+    Kubernetes,
+    /// No check; only allowed on a loopback address.
+    None,
 }
 
 /// Output format of `explain`.

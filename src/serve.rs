@@ -62,6 +62,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => Some(crate::kube_client::client(args.kubeconfig.as_deref()).await?),
     };
 
+    let admin_auth = crate::admin_auth::AdminAuth::new(args.admin_auth, args.admin_addr, client.clone())?;
+
     let cert_metrics = CertMetrics::register(&mut registry);
     let tls_cert = match &args.tls_dir {
         Some(dir) => {
@@ -156,12 +158,17 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let admin_state = Arc::new(AdminState { registry, checks, stopping: stop_rx.clone() });
+    // Probes stay open; everything else on the port needs the admin check.
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Arc::clone(&admin_state))
+        .merge(admin)
+        .layer(axum::middleware::from_fn_with_state(admin_auth, crate::admin_auth::require));
     let admin = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(Arc::clone(&admin_state))
-        .merge(admin);
+        .merge(protected);
     let listener = bind(args.admin_addr, "admin").await?;
     tasks.spawn(server(serve_plain(listener, admin, ServeOptions::default(), stopped(stop_rx.clone()))));
 
