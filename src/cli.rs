@@ -120,6 +120,10 @@ pub struct ServeArgs {
     /// server never closes a connection the apiserver or scheduler is about to reuse.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// Most connections open at once on each listener; more wait in the listen backlog until
+    /// one closes (an idle connection costs about 20 KiB).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// After SIGTERM: report not-ready and keep serving this long before draining, so the
     /// endpoints are withdrawn first.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]

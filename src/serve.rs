@@ -80,7 +80,11 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(cert) => Some(server_config(Arc::clone(cert), args.client_ca.as_deref()).context("TLS configuration")?),
         None => None,
     };
-    let serve_opts = ServeOptions { header_read_timeout: args.idle_timeout, ..ServeOptions::default() };
+    let serve_opts = ServeOptions {
+        header_read_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+        ..ServeOptions::default()
+    };
 
     let mut admin = Router::new();
 
@@ -170,7 +174,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_state(Arc::clone(&admin_state))
         .merge(protected);
     let listener = bind(args.admin_addr, "admin").await?;
-    tasks.spawn(server(serve_plain(listener, admin, ServeOptions::default(), stopped(stop_rx.clone()))));
+    let admin_opts = ServeOptions { max_connections: args.max_connections, ..ServeOptions::default() };
+    tasks.spawn(server(serve_plain(listener, admin, admin_opts, stopped(stop_rx.clone()))));
 
     info!(components = ?args.components, "stowage is serving");
     tokio::select! {
