@@ -310,6 +310,7 @@ async fn run() -> anyhow::Result<()> {
             format!("--tls-dir={}", tls.display()),
             format!("--webhook-addr={}", addr(ports[0])),
             format!("--admin-addr={}", addr(ports[1])),
+            "--admin-auth=none".into(),
             "--shutdown-delay=0s".into(),
         ],
     )?;
@@ -351,6 +352,7 @@ async fn run() -> anyhow::Result<()> {
             format!("--config={}", config.display()),
             format!("--extender-addr={}", addr(ports[0])),
             format!("--admin-addr={}", addr(ports[1])),
+            "--admin-auth=none".into(),
             "--shutdown-delay=0s".into(),
         ],
     )?;

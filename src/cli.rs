@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// Admin listen address: /healthz, /readyz, /metrics, /debug/decisions (plain HTTP).
     #[arg(long, default_value = "0.0.0.0:9090", env = "STOWAGE_ADMIN_ADDR")]
     pub admin_addr: SocketAddr,
+    /// Protection of /metrics and /debug/* on the admin port (probes are always open):
+    /// `kubernetes` checks a bearer token with the apiserver (TokenReview, then
+    /// SubjectAccessReview for the path and verb); `none` only with a loopback --admin-addr.
+    #[arg(long, value_enum, default_value = "kubernetes", env = "STOWAGE_ADMIN_AUTH")]
+    pub admin_auth: AdminAuthMode,
     /// Directory holding tls.crt and tls.key (a mounted Secret); watched for rotation.
     #[arg(long, env = "STOWAGE_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
@@ -115,6 +120,10 @@ pub struct ServeArgs {
     /// server never closes a connection the apiserver or scheduler is about to reuse.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// Most connections open at once on each listener; more wait in the listen backlog until
+    /// one closes (an idle connection costs about 20 KiB).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// After SIGTERM: report not-ready and keep serving this long before draining, so the
     /// endpoints are withdrawn first.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
@@ -183,6 +192,15 @@ pub struct ExplainArgs {
     /// live pod: it was admitted already).
     #[arg(long)]
     pub no_mutate: bool,
+}
+
+/// How the admin port protects `/metrics` and `/debug/*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdminAuthMode {
+    /// Bearer token checked with TokenReview, access with SubjectAccessReview.
+    Kubernetes,
+    /// No check; only allowed on a loopback address.
+    None,
 }
 
 /// Output format of `explain`.

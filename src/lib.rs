@@ -4,6 +4,7 @@
 //! cluster config), [`stowage_scheduler`] (the extender), [`stowage_webhook`] (admission) and
 //! [`stowage_certs`] (TLS). Each subcommand lives in its own module.
 
+mod admin_auth;
 mod audit_cmd;
 mod certs_cmd;
 pub mod cli;

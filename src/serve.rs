@@ -62,6 +62,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => Some(crate::kube_client::client(args.kubeconfig.as_deref()).await?),
     };
 
+    let admin_auth = crate::admin_auth::AdminAuth::new(args.admin_auth, args.admin_addr, client.clone())?;
+
     let cert_metrics = CertMetrics::register(&mut registry);
     let tls_cert = match &args.tls_dir {
         Some(dir) => {
@@ -78,7 +80,11 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(cert) => Some(server_config(Arc::clone(cert), args.client_ca.as_deref()).context("TLS configuration")?),
         None => None,
     };
-    let serve_opts = ServeOptions { header_read_timeout: args.idle_timeout, ..ServeOptions::default() };
+    let serve_opts = ServeOptions {
+        header_read_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+        ..ServeOptions::default()
+    };
 
     let mut admin = Router::new();
 
@@ -158,14 +164,20 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let admin_state = Arc::new(AdminState { registry, checks, stopping: stop_rx.clone() });
+    // Probes stay open; everything else on the port needs the admin check.
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Arc::clone(&admin_state))
+        .merge(admin)
+        .layer(axum::middleware::from_fn_with_state(admin_auth, crate::admin_auth::require));
     let admin = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(Arc::clone(&admin_state))
-        .merge(admin);
+        .merge(protected);
     let listener = bind(args.admin_addr, "admin").await?;
-    tasks.spawn(server(serve_plain(listener, admin, ServeOptions::default(), stopped(stop_rx.clone()))));
+    let admin_opts = ServeOptions { max_connections: args.max_connections, ..ServeOptions::default() };
+    tasks.spawn(server(serve_plain(listener, admin, admin_opts, stopped(stop_rx.clone()))));
 
     info!(components = ?args.components, "stowage is serving");
     tokio::select! {

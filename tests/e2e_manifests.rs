@@ -234,6 +234,68 @@ async fn stowage_certs_overlay_rbac_is_sufficient_and_refuses_the_rest() {
             .patch("someone-elses", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
             .await,
     );
+    // RBAC lets it patch its own configuration; the shipped ValidatingAdmissionPolicy keeps that
+    // to the caBundle. Dry runs pass admission like real requests and change nothing.
+    let certs_mwc = Api::<MutatingWebhookConfiguration>::all(certs_client.clone());
+    let dry = PatchParams::default().dry_run();
+    let json_patch = |ops: Value| Patch::Json::<()>(serde_json::from_value(ops).expect("JSON patch"));
+    let rules = json!([{"op": "replace", "path": "/webhooks/0/rules/0/operations", "value": ["CREATE", "UPDATE"]}]);
+    poll_until("the caBundle-only policy is in effect", Duration::from_secs(30), Duration::from_millis(250), || {
+        let (certs_mwc, dry, patch) = (certs_mwc.clone(), dry.clone(), json_patch(rules.clone()));
+        async move {
+            Ok(match certs_mwc.patch("stowage", &dry, &patch).await {
+                Err(kube::Error::Api(status)) if status.code == 403 => Some(()),
+                _ => None,
+            })
+        }
+    })
+    .await
+    .expect("the certs ServiceAccount may not change the webhook's rules");
+    match certs_mwc.patch("stowage", &dry, &json_patch(rules.clone())).await {
+        Err(kube::Error::Api(status)) => {
+            assert!(status.message.contains("may change only webhooks[*].clientConfig.caBundle"), "{status:?}");
+        }
+        other => panic!("certs: patch rules: expected the policy's denial, got {other:?}"),
+    }
+    assert_forbidden(
+        "certs: point the webhook elsewhere",
+        certs_mwc
+            .patch(
+                "stowage",
+                &dry,
+                &json_patch(
+                    json!([{"op": "replace", "path": "/webhooks/0/clientConfig/service/name", "value": "evil"}]),
+                ),
+            )
+            .await,
+    );
+    assert_forbidden(
+        "certs: change the failure policy",
+        certs_mwc
+            .patch(
+                "stowage",
+                &dry,
+                &json_patch(json!([{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Fail"}])),
+            )
+            .await,
+    );
+    let bundle = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&ca.get("ca.crt").expect("ca.crt").0)
+    };
+    certs_mwc
+        .patch(
+            "stowage",
+            &dry,
+            &json_patch(json!([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": bundle}])),
+        )
+        .await
+        .expect("certs: a caBundle patch passes the policy");
+    // The administrator is not limited by it.
+    Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .patch("stowage", &dry, &json_patch(rules.clone()))
+        .await
+        .expect("admin: patch rules");
     assert_forbidden(
         "certs: read ConfigMaps",
         Api::<ConfigMap>::namespaced(certs_client.clone(), NS).get("stowage-config").await,

@@ -3,6 +3,9 @@
 //! Both share one accept loop, generic over the handshake:
 //! - each connection runs in its own task: the TLS handshake (bounded by
 //!   [`ServeOptions::handshake_timeout`]), then HTTP/1.1 with keep-alive;
+//! - at most [`ServeOptions::max_connections`] connections are open at once; while the cap is
+//!   reached nothing is accepted and new connections wait in the listen backlog, so a flood of
+//!   idle connections costs a bounded amount of memory;
 //! - a client that does not finish sending a request head within
 //!   [`ServeOptions::header_read_timeout`] is disconnected (slowloris);
 //! - accept errors (e.g. out of file descriptors) are logged and retried after a short,
@@ -48,6 +51,8 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// Longest wait for in-flight connections after shutdown is asked. Default 10 s.
     pub drain_timeout: Duration,
+    /// Most connections open at once (at least 1). Default 1024.
+    pub max_connections: usize,
 }
 
 impl Default for ServeOptions {
@@ -56,6 +61,7 @@ impl Default for ServeOptions {
             handshake_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -115,7 +121,8 @@ where
         tokio::select! {
             () = &mut shutdown => break 'accept,
             Some(done) = connections.join_next(), if !connections.is_empty() => log_join(done),
-            accepted = listener.accept() => match accepted {
+            // At the cap, only finished connections (above) and shutdown are waited for.
+            accepted = listener.accept(), if connections.len() < opts.max_connections.max(1) => match accepted {
                 Ok((tcp, peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
                     if let Err(e) = tcp.set_nodelay(true) {
@@ -233,6 +240,7 @@ mod tests {
         assert_eq!(o.handshake_timeout, Duration::from_secs(5));
         assert_eq!(o.header_read_timeout, Duration::from_secs(5));
         assert_eq!(o.drain_timeout, Duration::from_secs(10));
+        assert_eq!(o.max_connections, 1024);
     }
 
     #[test]

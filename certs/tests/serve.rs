@@ -355,6 +355,32 @@ async fn bad_updates_keep_the_last_good_cert_until_fixed() {
     server.stop().await;
 }
 
+/// Issue 12: there was no cap on connections (15-20 KiB per idle one). With the cap reached,
+/// a further client is not served until a connection closes; then it is.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let opts = ServeOptions { max_connections: 2, ..ServeOptions::default() };
+    let server = Server::start(opts, app(), None).await;
+    let get = b"GET /hello HTTP/1.0\r\nHost: x\r\n\r\n";
+    // A served connection frees its slot.
+    let mut first = TcpStream::connect(server.addr).await.unwrap();
+    first.write_all(get).await.unwrap();
+    let mut reply = String::new();
+    first.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.ends_with("hello"), "{reply}");
+    // Two idle clients take both slots.
+    let idle = [TcpStream::connect(server.addr).await.unwrap(), TcpStream::connect(server.addr).await.unwrap()];
+    let mut waiting = TcpStream::connect(server.addr).await.unwrap(); // in the listen backlog
+    waiting.write_all(get).await.unwrap();
+    let mut reply = String::new();
+    let early = tokio::time::timeout(Duration::from_millis(300), waiting.read_to_string(&mut reply)).await;
+    assert!(early.is_err(), "served beyond the cap: {reply:?}");
+    drop(idle);
+    tokio::time::timeout(DEADLINE, waiting.read_to_string(&mut reply)).await.unwrap().unwrap();
+    assert!(reply.ends_with("hello"), "{reply}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn slow_headers_and_silent_clients_are_disconnected() {
     let tmp = tempfile::tempdir().unwrap();

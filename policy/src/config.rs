@@ -5,7 +5,11 @@
 //! what is allowed. See `docs/policy.md` for the reference and `examples/config.yaml` for a
 //! commented example.
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    time::Duration,
+};
 
 use serde_json::{Map, Value};
 
@@ -279,6 +283,9 @@ pub struct Profile {
     pub capacity_shape: Vec<ShapePoint>,
     /// Recovery of members whose node died.
     pub recovery: Recovery,
+    /// The namespaces whose pods may use the profile; `None` (the field left out) allows every
+    /// namespace, an empty set none. See [`crate::tenancy`].
+    pub namespaces: Option<BTreeSet<String>>,
 }
 
 impl Default for Profile {
@@ -301,6 +308,7 @@ impl Default for Profile {
             weights: None,
             capacity_shape: default_shape(),
             recovery: Recovery::default(),
+            namespaces: None,
         }
     }
 }
@@ -637,6 +645,7 @@ const PROFILE_FIELDS: &[&str] = &[
     "weights",
     "capacityShape",
     "recovery",
+    "namespaces",
 ];
 
 fn parse_config(w: &mut Walker, root: &Value) -> Config {
@@ -941,7 +950,31 @@ fn parse_profile(w: &mut Walker, path: &str, name: &str, v: &Value) -> Profile {
             }
         }
     }
+    p.namespaces = parse_namespaces(w, &f("namespaces"), map.get("namespaces"));
     p
+}
+
+/// `namespaces`: exact namespace names (DNS-1123 labels), each once.
+fn parse_namespaces(w: &mut Walker, path: &str, v: Option<&Value>) -> Option<BTreeSet<String>> {
+    let names = w.string_list(path, v)?;
+    let mut set = BTreeSet::new();
+    for (i, name) in names.into_iter().enumerate() {
+        let ipath = format!("{path}[{i}]");
+        if !is_dns_label(&name) {
+            w.issue(
+                &ipath,
+                format!(
+                    "{:?} is not a namespace name: 1 to 63 lower-case letters, digits or '-', starting and ending with a letter or digit",
+                    text::echo(&name)
+                ),
+            );
+        } else if set.contains(&name) {
+            w.issue(&ipath, format!("{name:?} is listed twice"));
+        } else {
+            set.insert(name);
+        }
+    }
+    Some(set)
 }
 
 // === Kubernetes name rules ===
@@ -980,6 +1013,17 @@ pub fn is_label_value(v: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// True for a DNS-1123 label (what a namespace name is).
+#[must_use]
+pub fn is_dns_label(v: &str) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// True for a DNS-1123 subdomain.
@@ -1161,6 +1205,25 @@ profiles:
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("s"), None);
+    }
+
+    #[test]
+    fn namespaces_are_exact_names_each_once() {
+        let cfg = Config::from_yaml("profiles:\n  pg: {namespaces: [db, db-2]}\n  none: {namespaces: []}\n").unwrap();
+        let names = |p: &str| cfg.profile(p).unwrap().namespaces.clone().map(|n| n.into_iter().collect::<Vec<_>>());
+        assert_eq!(names("pg"), Some(vec!["db".to_owned(), "db-2".to_owned()]));
+        assert_eq!(names("none"), Some(vec![]));
+        assert_eq!(names(DEFAULT_PROFILE), None, "left out: every namespace");
+        assert_eq!(
+            issues("profiles:\n  pg: {namespaces: [db, Db, \"db*\", db, 3]}\n  q: {namespaces: db}\n"),
+            [
+                "profiles.pg.namespaces[4]: expected a string, got 3",
+                "profiles.pg.namespaces[1]: \"Db\" is not a namespace name: 1 to 63 lower-case letters, digits or '-', starting and ending with a letter or digit",
+                "profiles.pg.namespaces[2]: \"db*\" is not a namespace name: 1 to 63 lower-case letters, digits or '-', starting and ending with a letter or digit",
+                "profiles.pg.namespaces[3]: \"db\" is listed twice",
+                "profiles.q.namespaces: expected a list of strings, got \"db\"",
+            ]
+        );
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! - [`config`]: the cluster config (profiles, pools, weights), every problem reported at once;
 //! - [`annotations`]: a pod's annotations resolved against the config into a [`Policy`];
 //! - [`quantity`]: exact Kubernetes quantity parsing;
+//! - [`tenancy`]: which namespaces may use a profile;
 //! - [`text`]: bounded quoting of untrusted input in messages;
 //! - [`vocab`]: the closed value sets (`required|preferred|off`, ...).
 
 pub mod annotations;
 pub mod config;
 pub mod quantity;
+pub mod tenancy;
 pub mod text;
 pub mod vocab;
 

@@ -106,6 +106,11 @@ impl StowageProcess {
                 format!("--admin-addr={admin}"),
                 "--shutdown-delay=0s".to_owned(),
             ]);
+            // Loopback only, so the admin port may go without authentication unless the test
+            // asks for it.
+            if !args.args.iter().any(|a| a.starts_with("--admin-auth")) {
+                argv.push("--admin-auth=none".to_owned());
+            }
             argv.extend(args.args.iter().cloned());
             let mut stowage = Self { process: None, argv, log: log.to_owned(), extender, webhook, admin };
             match stowage.spawn_and_wait().await {

@@ -184,6 +184,14 @@ pub fn decide(request: &AdmissionRequest, ctx: &AdmitContext<'_>) -> Verdict {
         Ok(None) => return skip(),
         Err(errors) => return deny(400, errors.to_string()),
     };
+    if let Err(e) = stowage_policy::tenancy::check(
+        ctx.config,
+        &policy.profile_name,
+        policy.pool.as_ref().map(|(name, _)| name.as_str()),
+        &namespace,
+    ) {
+        return deny(403, e.to_string());
+    }
     if let Err(e) = pod.get("spec").map_or(Ok(()), |spec| PodSpec::deserialize(spec).map(drop)) {
         return deny(400, format!("request.object.spec is not a valid pod spec: {}", serde_error(&e)));
     }

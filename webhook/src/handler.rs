@@ -22,7 +22,8 @@ use axum::{
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use stowage_policy::{Config, text};
-use tower::{BoxError, ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
+use tokio::sync::Semaphore;
+use tower::{BoxError, ServiceBuilder};
 use tower_http::trace::TraceLayer;
 use tracing::{debug, warn};
 
@@ -40,13 +41,24 @@ pub struct Limits {
     /// Time to read, decide and answer one review, body included. Default 2s; keep it below the
     /// webhook configuration's `timeoutSeconds` so the apiserver gets an answer, not a timeout.
     pub timeout: Duration,
-    /// Reviews served at once; more are refused with 503 instead of queueing. Default 512.
+    /// Reviews decided at once; more are refused with 503 instead of queueing. A review takes
+    /// its slot only once its body is fully read, so clients that trickle bodies hold none.
+    /// Default 512.
     pub max_in_flight: usize,
+    /// Time to receive the whole body once the request head is in (capped by `timeout`).
+    /// Default 1s: the apiserver sends a review at once; only a slow or hostile client needs
+    /// longer.
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 7 * 1024 * 1024, timeout: Duration::from_secs(2), max_in_flight: 512 }
+        Self {
+            max_body_bytes: 7 * 1024 * 1024,
+            timeout: Duration::from_secs(2),
+            max_in_flight: 512,
+            body_timeout: Duration::from_secs(1),
+        }
     }
 }
 
@@ -56,6 +68,8 @@ pub struct WebhookState {
     members: Arc<dyn MemberSource>,
     skip_namespaces: Vec<String>,
     limits: Limits,
+    /// Review slots ([`Limits::max_in_flight`]).
+    slots: Arc<Semaphore>,
     ready: AtomicBool,
     metrics: AdmissionMetrics,
 }
@@ -80,6 +94,7 @@ impl WebhookState {
             members: Arc::new(NoMembers),
             skip_namespaces: Vec::new(),
             limits: Limits::default(),
+            slots: Arc::new(Semaphore::new(Limits::default().max_in_flight)),
             ready: AtomicBool::new(false),
             metrics,
         }
@@ -103,6 +118,7 @@ impl WebhookState {
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self.slots = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
         self
     }
 
@@ -158,6 +174,9 @@ pub enum Reject {
     /// The review took longer than the timeout.
     #[error("the review did not complete within {0:?}")]
     Timeout(Duration),
+    /// The body did not arrive in time.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
     /// Too many reviews in flight.
     #[error("too many admission reviews in flight; retry")]
     Overloaded,
@@ -175,7 +194,7 @@ impl Reject {
             Self::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead | Self::Decode(_) => StatusCode::BAD_REQUEST,
-            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Timeout(_) | Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -190,7 +209,7 @@ impl Reject {
             Self::TooLarge(_) => "too_large",
             Self::BodyRead => "body_read",
             Self::Decode(e) => e.reason(),
-            Self::Timeout(_) => "timeout",
+            Self::Timeout(_) | Self::BodyTimeout(_) => "timeout",
             Self::Overloaded => "overloaded",
             Self::Internal => "internal",
         }
@@ -231,11 +250,8 @@ pub fn router(state: Arc<WebhookState>) -> Router {
                     reject
                 }
             }))
-            // Refuse at once when every slot is taken: queueing would spend the apiserver's timeout.
-            .load_shed()
-            // At most `max_in_flight` reviews at once, across all connections.
-            .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight.max(1)))
             // Bound each review, reading the body included, below the webhook's timeoutSeconds.
+            // (Review slots are taken inside, once the body is in: see `review`.)
             .timeout(limits.timeout),
     );
     Router::new()
@@ -268,7 +284,7 @@ async fn method_not_allowed(State(state): State<Arc<WebhookState>>, request: Req
 
 async fn mutate(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
     let started = Instant::now();
-    match review(&state, request, started).await {
+    match review(Arc::clone(&state), request, started).await {
         Ok(response) => response,
         Err(reject) => {
             state.metrics.error(reject.reason());
@@ -278,7 +294,7 @@ async fn mutate(State(state): State<Arc<WebhookState>>, request: Request) -> Res
     }
 }
 
-async fn review(state: &WebhookState, request: Request, started: Instant) -> Result<Response, Reject> {
+async fn review(state: Arc<WebhookState>, request: Request, started: Instant) -> Result<Response, Reject> {
     check_content_type(request.headers())?;
     let limit = state.limits.max_body_bytes;
     if let Some(length) = request.headers().get(header::CONTENT_LENGTH) {
@@ -287,11 +303,29 @@ async fn review(state: &WebhookState, request: Request, started: Instant) -> Res
             return Err(Reject::TooLarge(limit));
         }
     }
-    let body = Limited::new(request.into_body(), limit)
-        .collect()
+    let body_timeout = state.limits.body_timeout.min(state.limits.timeout);
+    let body = tokio::time::timeout(body_timeout, Limited::new(request.into_body(), limit).collect())
         .await
-        .map_err(|e| if e.is::<LengthLimitError>() { Reject::TooLarge(limit) } else { Reject::BodyRead })?;
-    let request = decode_request(&body.to_bytes())?;
+        .map_err(|_| Reject::BodyTimeout(body_timeout))?
+        .map_err(|e| if e.is::<LengthLimitError>() { Reject::TooLarge(limit) } else { Reject::BodyRead })?
+        .to_bytes();
+    // A slot only now that the body is in: a client trickling its body holds none. Refuse at
+    // once when every slot is taken; queueing would spend the apiserver's timeout.
+    let slot = Arc::clone(&state.slots).try_acquire_owned().map_err(|_| Reject::Overloaded)?;
+    // Decoding and deciding are CPU work: off the I/O threads. The router's timeout still
+    // answers the client in time; the slot is held until the work ends, so at most
+    // `max_in_flight` decisions ever run.
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        decide_and_encode(&state, &body, started)
+    })
+    .await
+    .map_err(|_| Reject::Internal)?
+}
+
+/// Decodes, decides and encodes one review whose body is in.
+fn decide_and_encode(state: &WebhookState, body: &[u8], started: Instant) -> Result<Response, Reject> {
+    let request = decode_request(body)?;
 
     let config = state.config.load();
     let ctx = AdmitContext::new(&config).skip_namespaces(&state.skip_namespaces).members(state.members.as_ref());

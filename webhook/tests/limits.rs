@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::{fmt::Write as _, sync::Arc};
+use std::{fmt::Write as _, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use stowage_webhook::{AdmissionMetrics, AdmissionRequest, AdmitContext, WebhookState, admit, router};
+use stowage_webhook::{AdmissionMetrics, AdmissionRequest, AdmitContext, Limits, WebhookState, admit, router};
 use tower::ServiceExt as _;
 
 const CONFIG: &str = "profiles: {pg: {integerCPU: true, qos: guaranteed}}";
@@ -54,7 +54,11 @@ fn many_unknown_keys() -> Vec<u8> {
 
 async fn post(body: Vec<u8>) -> (StatusCode, Vec<u8>) {
     let config = Arc::new(ArcSwap::from_pointee(common::config(CONFIG)));
-    let app = router(Arc::new(WebhookState::new(config, AdmissionMetrics::new())));
+    // The deadline is enforced on the decision now (it runs off the I/O threads), and an
+    // unoptimised build needs seconds for 300,000 keys: these tests are about sizes, not time.
+    let limits =
+        Limits { timeout: Duration::from_secs(120), body_timeout: Duration::from_secs(120), ..Limits::default() };
+    let app = router(Arc::new(WebhookState::new(config, AdmissionMetrics::new()).with_limits(limits)));
     let request = Request::builder()
         .method(Method::POST)
         .uri("/mutate")

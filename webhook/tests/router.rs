@@ -265,22 +265,57 @@ async fn a_stalled_body_times_out_with_408() {
     assert!(text.contains("stowage_admission_errors_total{reason=\"timeout\"} 1"), "{text}");
 }
 
+/// A review of a StatefulSet member, so deciding asks the member source.
+fn member_review_body() -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(&review_body()).unwrap();
+    review["request"]["object"]["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "pg", "uid": "u", "controller": true}]);
+    serde_json::to_vec(&review).unwrap()
+}
+
+/// Issue 12: 600 slow clients each sending headers and one body byte took every review slot,
+/// and the next real review got 503. A slot is now taken only once the body is in.
+#[tokio::test]
+async fn a_trickling_body_holds_no_review_slot() {
+    let limits = Limits { max_in_flight: 1, ..Limits::default() };
+    let app = router(state_with(limits, AdmissionMetrics::new()));
+    let (tx, polled) = oneshot::channel();
+    let slow = tokio::spawn(app.clone().oneshot(post().body(stalled_body(tx)).unwrap()));
+    polled.await.unwrap(); // the slow client's body is being read
+    let (status, _, body) = send(app.clone(), json_request(review_body())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The slow client is cut off by the body timeout (1s, shorter than the review timeout).
+    assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::REQUEST_TIMEOUT);
+}
+
 #[tokio::test]
 async fn overload_is_shed_with_503() {
     let limits = Limits { max_in_flight: 1, ..Limits::default() };
     let mut registry = Registry::default();
-    let app = router(state_with(limits, AdmissionMetrics::register(&mut registry)));
-    let (tx, polled) = oneshot::channel();
-    let busy = tokio::spawn(app.clone().oneshot(post().body(stalled_body(tx)).unwrap()));
-    polled.await.unwrap(); // the first review holds the only slot and waits for its body
+    let metrics = AdmissionMetrics::register(&mut registry);
+    // A member source that blocks the first decision until told, so it holds the only slot.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new((entered_tx, release_rx));
+    let members = move |_: &str, _: &str| {
+        let gate = gate.lock().unwrap();
+        let _ = gate.0.send(());
+        let _ = gate.1.recv();
+        Some(3)
+    };
+    let config = Arc::new(ArcSwap::from_pointee(common::config(CONFIG)));
+    let state = WebhookState::new(config, metrics).with_limits(limits).with_members(Arc::new(members));
+    let app = router(Arc::new(state));
+    let busy = tokio::spawn(app.clone().oneshot(json_request(member_review_body())));
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
     let (status, headers, body) = send(app.clone(), json_request(review_body())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     error_message(status, &headers, &body);
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();
     assert!(text.contains("stowage_admission_errors_total{reason=\"overloaded\"} 1"), "{text}");
-    busy.abort();
-    let _ = busy.await;
+    release_tx.send(()).unwrap();
+    assert_eq!(busy.await.unwrap().unwrap().status(), StatusCode::OK);
     // The slot is free again.
     let (status, _, _) = send(app, json_request(review_body())).await;
     assert_eq!(status, StatusCode::OK);

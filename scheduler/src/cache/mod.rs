@@ -162,8 +162,9 @@ impl ClusterCache {
         self.read().statefulset(namespace, name).map(|s| s.replicas)
     }
 
-    /// Applies a config change: label keys for zones, hosts and roles. Node zones and pod roles
-    /// are recomputed from the stored labels; PV host pinning follows on the next PV event.
+    /// Applies a config change: label keys for zones, hosts and roles, profile scopes. Node
+    /// zones, pod roles and which pods count are recomputed from the stored labels; PV host
+    /// pinning follows on the next PV event.
     pub fn reconfigure(&self, config: &Config) {
         let new = CacheConfig::from_config(config);
         if **self.config.read() == new {
@@ -185,6 +186,7 @@ impl ClusterCache {
         model.replace_nodes(nodes);
         model.reindex_pods(|p| {
             if let Some(s) = p.stowage.as_mut() {
+                s.counted = new.scopes.allows(&s.profile, &p.namespace);
                 s.role = s
                     .role_annotation
                     .or_else(|| role_from_labels(s.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())), &new));

@@ -128,7 +128,7 @@ impl NodeAgg {
             }
             self.burst.apply(&pod.resources, sign);
         }
-        if let Some(s) = &pod.stowage {
+        if let Some(s) = pod.stowage.as_ref().filter(|s| s.counted) {
             bump(&mut self.stateful);
             if s.is_primary() && !pod.terminating {
                 bump(&mut self.primaries);

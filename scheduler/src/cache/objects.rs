@@ -15,6 +15,7 @@ use stowage_policy::{
     Role,
     annotations::{self, GROUP, INSTANCE_LABEL, MEMBERS, PROFILE, ROLE},
     config::DEFAULT_PROFILE,
+    tenancy::Scopes,
 };
 
 use super::{
@@ -34,6 +35,8 @@ pub struct CacheConfig {
     pub role_labels: Vec<String>,
     /// Role-label values meaning primary.
     pub primary_values: Vec<String>,
+    /// The namespaces each profile is limited to.
+    pub scopes: Scopes,
 }
 
 impl CacheConfig {
@@ -45,6 +48,7 @@ impl CacheConfig {
             hostname_label: cfg.hostname_label.clone(),
             role_labels: cfg.role_labels.clone(),
             primary_values: cfg.primary_values.clone(),
+            scopes: Scopes::of(cfg),
         }
     }
 }
@@ -150,6 +154,10 @@ pub struct StowageBits {
     pub claims: Box<[Arc<str>]>,
     /// Pod labels, kept so a config change can recompute `role`.
     pub labels: Box<[(Box<str>, Box<str>)]>,
+    /// The profile is allowed in the pod's namespace, so the pod counts toward other groups'
+    /// rules (density caps, separate primaries, stateful neighbours); a profile annotation
+    /// forged outside the profile's namespaces takes no slot from anyone.
+    pub counted: bool,
 }
 
 impl StowageBits {
@@ -279,9 +287,11 @@ impl PodObj {
             let role_annotation = get(ROLE).and_then(|r| Role::parse(r));
             let role =
                 role_annotation.or_else(|| role_from_labels(labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())), cfg));
+            let profile = get(PROFILE).map_or(DEFAULT_PROFILE, String::as_str);
             Box::new(StowageBits {
                 group: group_name(pod).map(|g| interner.intern(&g)),
-                profile: interner.intern(get(PROFILE).map_or(DEFAULT_PROFILE, String::as_str)),
+                counted: cfg.scopes.allows(profile, &namespace),
+                profile: interner.intern(profile),
                 role,
                 role_annotation,
                 members: get(MEMBERS).and_then(|m| m.trim().parse().ok()),
