@@ -3,12 +3,15 @@
 //!
 //! - [`config`]: the cluster config (profiles, pools, weights), every problem reported at once;
 //! - [`annotations`]: a pod's annotations resolved against the config into a [`Policy`];
+//! - [`group`]: group facts shared by every component (identity, role, `n`, quorum limit,
+//!   `minDomains`);
 //! - [`quantity`]: exact Kubernetes quantity parsing;
 //! - [`text`]: bounded quoting of untrusted input in messages;
 //! - [`vocab`]: the closed value sets (`required|preferred|off`, ...).
 
 pub mod annotations;
 pub mod config;
+pub mod group;
 pub mod quantity;
 pub mod text;
 pub mod vocab;

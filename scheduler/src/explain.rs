@@ -523,11 +523,7 @@ pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation 
     let model = cache.read();
     let ctx = PodContext::new(pod, policy, config, &model, cache.interner());
     ex.members = ctx.group().map(|_| ctx.members);
-    ex.members_source = ctx.group().map(|_| match ctx.members_source {
-        crate::framework::MembersSource::Annotation => "annotation",
-        crate::framework::MembersSource::StatefulSet => "statefulset",
-        crate::framework::MembersSource::Observed => "observed",
-    });
+    ex.members_source = ctx.group().map(|_| ctx.members_source.as_str());
     let state = CycleState::prepare(&model, cache.ledger(), &ctx, Instant::now());
     if ctx.group().is_some() {
         ex.zone_counts = state

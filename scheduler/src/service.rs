@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
-use stowage_policy::{Config, resolve};
+use stowage_policy::{Config, group, resolve};
 use tokio::time::Instant;
 
 use crate::{
@@ -1033,14 +1033,13 @@ fn quorum_breach(model: &Model, config: &Config, victims: &MetaVictims, full: &[
         }
         let healthy_now =
             u32::try_from(model.group_members(&ns, &g).filter(|p| healthy(p)).count()).unwrap_or(u32::MAX);
-        let observed = u32::try_from(model.group_members(&ns, &g).filter(|p| !p.terminating).count()).unwrap_or(0);
-        let n = members
-            .or_else(|| sts.as_deref().and_then(|s| model.statefulset(&ns, s)).map(|s| s.replicas))
-            .unwrap_or(observed);
-        if n < 3 {
+        let observed = || u32::try_from(model.group_members(&ns, &g).filter(|p| !p.terminating).count()).unwrap_or(0);
+        let replicas = sts.as_deref().and_then(|s| model.statefulset(&ns, s)).map(|s| s.replicas);
+        let (n, _) = group::voting_members(members, replicas, observed);
+        if n < group::QUORUM_MIN_MEMBERS {
             continue;
         }
-        let majority = n / 2 + 1;
+        let majority = group::majority(n);
         let after = healthy_now.saturating_sub(evicted);
         if after < majority {
             return Some(format!(

@@ -185,9 +185,7 @@ impl ClusterCache {
         model.replace_nodes(nodes);
         model.reindex_pods(|p| {
             if let Some(s) = p.stowage.as_mut() {
-                s.role = s
-                    .role_annotation
-                    .or_else(|| role_from_labels(s.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())), &new));
+                s.role = s.role_annotation.or_else(|| role_from_labels(&s.labels, &new));
             }
         });
     }

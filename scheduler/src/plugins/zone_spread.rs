@@ -36,7 +36,7 @@
 
 use std::sync::Arc;
 
-use stowage_policy::{Policy, Quorum, Spread};
+use stowage_policy::{Spread, group};
 
 use crate::{
     cache::{Model, NodeId},
@@ -152,8 +152,8 @@ pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> S
     };
     let Some(group) = pod.group() else { return st };
     st.grouped = true;
-    st.quorum = policy.quorum == Quorum::Zone && pod.members >= 3;
-    st.max_per_zone = Policy::max_per_zone(pod.members);
+    st.quorum = group::quorum_guarded(policy.quorum, pod.members);
+    st.max_per_zone = group::quorum_limit(pod.members);
     st.zone_spread = Some(policy.zone_spread);
     st.node_spread = Some(policy.node_spread);
 
@@ -187,7 +187,7 @@ pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> S
     }
 
     if policy.zone_spread == Spread::Required {
-        st.min_domains = pod.members.min(policy.profile.min_domains).max(1);
+        st.min_domains = group::min_domains(Some(pod.members), policy.profile.min_domains);
         st.eligible = (0..model.zones().len())
             .map(|i| {
                 let Ok(z) = crate::cache::ZoneId::try_from(i) else { return false };
