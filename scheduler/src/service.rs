@@ -315,9 +315,14 @@ impl Extender {
 
     // === filter ===
 
-    /// Filters candidate nodes for a pod.
-    pub async fn filter(&self, args: ExtenderArgs) -> ExtenderFilterResult {
+    /// Filters candidate nodes for a pod. A node named twice is answered once; a nameless
+    /// candidate is an `Error`.
+    pub async fn filter(&self, mut args: ExtenderArgs) -> ExtenderFilterResult {
         let start = Instant::now();
+        if let Err(e) = args.dedupe_candidates() {
+            self.metrics.error("filter", "bad_request");
+            return ExtenderFilterResult::error(format!("invalid candidate nodes: {e}"));
+        }
         let ExtenderArgs { pod, nodes, node_names } = args;
         let input = Input::from_args(node_names, nodes);
         let Some(pod) = pod else {
@@ -524,14 +529,19 @@ impl Extender {
             claimed_pvs: claimed,
             reserved: true,
             expires: Instant::now() + ctx.config.ledger_ttl,
+            nominated: false,
         }
     }
 
     // === prioritize ===
 
-    /// Scores candidate nodes 0..10.
-    pub fn prioritize(&self, args: ExtenderArgs) -> HostPriorityList {
+    /// Scores candidate nodes 0..10, once per node name; nothing for a nameless candidate.
+    pub fn prioritize(&self, mut args: ExtenderArgs) -> HostPriorityList {
         let start = Instant::now();
+        if args.dedupe_candidates().is_err() {
+            self.metrics.error("prioritize", "bad_request");
+            return Vec::new();
+        }
         let ExtenderArgs { pod, nodes, node_names } = args;
         let input = Input::from_args(node_names, nodes);
         let Some(pod) = pod else {
@@ -855,6 +865,7 @@ impl Extender {
             claimed_pvs: claimed,
             reserved: false,
             expires: now + config.ledger_ttl,
+            nominated: false,
         };
         (placement, zone)
     }

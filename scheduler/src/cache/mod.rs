@@ -254,6 +254,8 @@ impl Cached for Pod {
     fn upsert(cache: &ClusterCache, m: &mut Model, o: PodObj) {
         if o.node.is_some() {
             cache.ledger.confirm(&o.uid);
+        } else {
+            cache.ledger.nominated(&o.uid, o.nominated.as_deref());
         }
         m.upsert_pod(o);
     }
@@ -264,8 +266,12 @@ impl Cached for Pod {
         }
     }
     fn replace(cache: &ClusterCache, m: &mut Model, objs: Vec<PodObj>) {
-        for p in objs.iter().filter(|p| p.node.is_some()) {
-            cache.ledger.confirm(&p.uid);
+        for p in &objs {
+            if p.node.is_some() {
+                cache.ledger.confirm(&p.uid);
+            } else {
+                cache.ledger.nominated(&p.uid, p.nominated.as_deref());
+            }
         }
         for uid in m.replace_pods(objs) {
             cache.ledger.forget(&uid);
