@@ -722,28 +722,23 @@ impl Extender {
             self.cache.ledger().record(placement);
         }
         decision.group = group.as_ref().map(|g| format!("{pod_namespace}/{g}"));
+        let pod = format!("{pod_namespace}/{pod_name}");
         let outcome = match self.binder.bind(&pod_namespace, &pod_name, &pod_uid, &node).await {
             Ok(()) => Ok(false),
-            Err(BindError::Conflict(msg)) => match self.binder.current(&pod_namespace, &pod_name).await {
-                Ok(Some(loc)) if !pod_uid.is_empty() && loc.uid != pod_uid => Err((
-                    "conflict",
-                    format!(
-                        "pod {pod_namespace}/{pod_name} was recreated (uid {} is not {pod_uid}); not binding",
-                        loc.uid
-                    ),
-                )),
+            Err(BindError::Conflict(conflict)) => match self.binder.current(&pod_namespace, &pod_name).await {
+                Ok(Some(loc)) if !pod_uid.is_empty() && loc.uid != pod_uid => {
+                    Err(BindFailure::Recreated { pod, found: loc.uid, expected: pod_uid.clone() })
+                }
                 Ok(Some(loc)) if loc.node.as_deref() == Some(node.as_str()) => Ok(true),
-                Ok(Some(loc)) => Err((
-                    "conflict",
-                    format!(
-                        "pod {pod_namespace}/{pod_name} is already bound to node {}, not {node}",
-                        loc.node.as_deref().unwrap_or("(none)")
-                    ),
-                )),
-                Ok(None) => Err(("not_found", format!("pod {pod_namespace}/{pod_name} no longer exists"))),
-                Err(e) => Err((e.reason(), format!("binding conflict ({msg}) and the pod could not be read: {e}"))),
+                Ok(Some(loc)) => Err(BindFailure::BoundElsewhere {
+                    pod,
+                    bound: loc.node.unwrap_or_else(|| "(none)".to_owned()),
+                    node: node.clone(),
+                }),
+                Ok(None) => Err(BindFailure::Gone { pod }),
+                Err(source) => Err(BindFailure::Unreadable { conflict, source }),
             },
-            Err(e) => Err((e.reason(), format!("binding {pod_namespace}/{pod_name} to {node} failed: {e}"))),
+            Err(source) => Err(BindFailure::Api { pod, node: node.clone(), source }),
         };
         let result = match outcome {
             Ok(already) => {
@@ -795,9 +790,10 @@ impl Extender {
                 }
                 ExtenderBindingResult::default()
             }
-            Err((reason, message)) => {
+            Err(failure) => {
+                let message = failure.to_string();
                 self.cache.ledger().remove(&pod_uid);
-                self.metrics.error("bind", reason);
+                self.metrics.error("bind", failure.reason());
                 self.metrics.decision("bind", "error");
                 decision.outcome = "error";
                 decision.error = Some(message.clone());
@@ -868,6 +864,37 @@ impl Extender {
             nominated: false,
         };
         (placement, zone)
+    }
+}
+
+/// Why `bind` did not bind; the text goes back to kube-scheduler as the reply's `Error`.
+#[derive(Debug, thiserror::Error)]
+enum BindFailure {
+    /// The pod under that name has another uid now.
+    #[error("pod {pod} was recreated (uid {found} is not {expected}); not binding")]
+    Recreated { pod: String, found: String, expected: String },
+    /// The pod is bound to another node.
+    #[error("pod {pod} is already bound to node {bound}, not {node}")]
+    BoundElsewhere { pod: String, bound: String, node: String },
+    /// The pod was deleted.
+    #[error("pod {pod} no longer exists")]
+    Gone { pod: String },
+    /// A conflict, and reading the pod back failed.
+    #[error("binding conflict ({conflict}) and the pod could not be read: {source}")]
+    Unreadable { conflict: String, source: BindError },
+    /// The binding call failed.
+    #[error("binding {pod} to {node} failed: {source}")]
+    Api { pod: String, node: String, source: BindError },
+}
+
+impl BindFailure {
+    /// The bounded `reason` label of the error metric.
+    fn reason(&self) -> &'static str {
+        match self {
+            BindFailure::Recreated { .. } | BindFailure::BoundElsewhere { .. } => "conflict",
+            BindFailure::Gone { .. } => "not_found",
+            BindFailure::Unreadable { source, .. } | BindFailure::Api { source, .. } => source.reason(),
+        }
     }
 }
 
