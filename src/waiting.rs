@@ -59,7 +59,7 @@ pub(crate) async fn run(
         .default_backoff()
         .applied_objects();
     let mut stream = std::pin::pin!(stream);
-    let mut seen: HashMap<String, (u64, Instant)> = HashMap::new();
+    let mut posted = Posted::default();
     let stopped = stopped(stop);
     tokio::pin!(stopped);
     loop {
@@ -75,24 +75,19 @@ pub(crate) async fn run(
         if !opted_in(&pod) {
             continue;
         }
+        let uid = pod.uid().unwrap_or_default();
+        let now = Instant::now();
+        if !posted.needs_explain(&uid, &scheduler_message, now) {
+            continue;
+        }
         let explanation = explain(&cache, &config.load(), &pod);
         if !explanation.opted_in {
             continue;
         }
         let message = waiting_message(&explanation, &scheduler_message);
-        let uid = pod.uid().unwrap_or_default();
-        let hash = fnv(&message);
-        let now = Instant::now();
-        if seen.get(&uid).is_some_and(|(h, at)| *h == hash && now.duration_since(*at) < REPEAT_AFTER) {
+        if !posted.record(&uid, &scheduler_message, &message, now) {
             continue;
         }
-        if seen.len() >= REMEMBERED {
-            seen.retain(|_, (_, at)| now.duration_since(*at) < REPEAT_AFTER);
-            if seen.len() >= REMEMBERED {
-                seen.clear();
-            }
-        }
-        seen.insert(uid.clone(), (hash, now));
         events.publish(PodEvent {
             namespace: pod.namespace().unwrap_or_default(),
             name: pod.name_any(),
@@ -102,6 +97,48 @@ pub(crate) async fn run(
             action: "Scheduling",
             message,
         });
+    }
+}
+
+/// What was last posted per pod uid (bounded by [`REMEMBERED`]).
+#[derive(Default)]
+struct Posted(HashMap<String, Seen>);
+
+/// Hashes of kube-scheduler's message and of the Event text last seen for a pod, and when the
+/// Event was posted.
+struct Seen {
+    scheduler: u64,
+    message: u64,
+    at: Instant,
+}
+
+impl Seen {
+    fn fresh(&self, now: Instant) -> bool {
+        now.duration_since(self.at) < REPEAT_AFTER
+    }
+}
+
+impl Posted {
+    /// False while kube-scheduler still says what it said when the Event was posted: every
+    /// status write re-delivers the pod, and explaining it again would only find the same text.
+    fn needs_explain(&self, uid: &str, scheduler_message: &str, now: Instant) -> bool {
+        let scheduler = fnv(scheduler_message);
+        !self.0.get(uid).is_some_and(|s| s.fresh(now) && s.scheduler == scheduler)
+    }
+
+    /// Remembers the texts; true when the Event should be posted (not the same text within
+    /// [`REPEAT_AFTER`]).
+    fn record(&mut self, uid: &str, scheduler_message: &str, message: &str, now: Instant) -> bool {
+        let (scheduler, message) = (fnv(scheduler_message), fnv(message));
+        let repeat_of = self.0.get(uid).filter(|s| s.fresh(now) && s.message == message).map(|s| s.at);
+        if self.0.len() >= REMEMBERED {
+            self.0.retain(|_, s| s.fresh(now));
+            if self.0.len() >= REMEMBERED {
+                self.0.clear();
+            }
+        }
+        self.0.insert(uid.to_owned(), Seen { scheduler, message, at: repeat_of.unwrap_or(now) });
+        repeat_of.is_none()
     }
 }
 
@@ -125,7 +162,7 @@ pub(crate) fn waiting_message(ex: &Explanation, scheduler_message: &str) -> Stri
         let _ = write!(out, "its stowage annotations are invalid: {}", clip(e, SCHEDULER_MESSAGE_BYTES));
         return out;
     }
-    let limit = zone_limit(ex);
+    let limit = ex.zone_limit;
     if let Some(group) = &ex.group {
         let n = ex.members.map_or_else(|| "?".to_owned(), |n| n.to_string());
         let _ = write!(out, "group {group} (n={n})");
@@ -216,16 +253,6 @@ fn unblock(ex: &Explanation, limit: Option<u32>, reasons: &[(&str, usize)]) -> S
     "a node that passes the rules above".to_owned()
 }
 
-/// floor((n-1)/2) when the quorum guard applies, else 1 for a required zone spread.
-fn zone_limit(ex: &Explanation) -> Option<u32> {
-    let rule = |k: &str| ex.rules.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    let n = ex.members?;
-    if rule("quorum") == Some("zone") {
-        return Some(stowage_policy::Policy::max_per_zone(n));
-    }
-    (rule("zone-spread") == Some("required")).then(|| n.div_ceil(ex.zone_counts.len().max(1) as u32).max(1))
-}
-
 fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
@@ -261,11 +288,26 @@ mod tests {
             members_source: Some("statefulset"),
             rules: vec![("quorum".to_owned(), "zone".to_owned()), ("zone-spread".to_owned(), "required".to_owned())],
             zone_counts: zones.iter().map(|(z, m)| ZoneCount { zone: (*z).to_owned(), members: *m }).collect(),
+            zone_limit: Some(1),
             weights: PluginScores::default(),
             nodes,
             preferred: preferred.map(str::to_owned),
             note: String::new(),
         }
+    }
+
+    #[test]
+    fn the_same_scheduler_message_is_not_explained_again() {
+        let mut posted = Posted::default();
+        let t0 = Instant::now();
+        assert!(posted.needs_explain("u", "0/6 nodes", t0));
+        assert!(posted.record("u", "0/6 nodes", "waiting: a", t0));
+        assert!(!posted.needs_explain("u", "0/6 nodes", t0), "same scheduler text: no explain");
+        assert!(posted.needs_explain("u", "0/5 nodes", t0));
+        assert!(!posted.record("u", "0/5 nodes", "waiting: a", t0), "same Event text: not posted again");
+        assert!(!posted.needs_explain("u", "0/5 nodes", t0));
+        assert!(posted.needs_explain("u", "0/5 nodes", t0 + REPEAT_AFTER), "explained again after the window");
+        assert!(posted.needs_explain("v", "0/6 nodes", t0));
     }
 
     const GUARD: &str = "node(s) would give a zone more than floor((n-1)/2) members of the group (quorum guard)";

@@ -36,11 +36,11 @@ use stowage_scheduler::extender::v1::{
     ExtenderPreemptionResult, HostPriorityList, MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY,
 };
 use stowage_testkit::{
-    ControlPlane, Exchange, Extender, ProxyOptions, RecordingProxy, SchedulerConfig, SchedulerHandle, StowageArgs,
-    StowageProcess, Upstream, assert_pod_stays_unbound, create, create_nodes, delete_nodes, delete_statefulset,
-    describe_pod, fake_node, force_delete_pod, local_pv, metric_sum, namespace, node_name, pod, pod_condition,
-    pod_events, poll_until, scaled, statefulset, storage_class, unique_name, wait_for_claim_bound, wait_for_pod_bound,
-    wait_for_statefulset_ready,
+    ControlPlane, Exchange, Extender, ProxyOptions, RecordingProxy, SchedulerConfig, SchedulerHandle, StowageProcess,
+    Upstream, assert_pod_stays_unbound, create, create_nodes, delete_nodes, delete_statefulset, describe_pod,
+    fake_node, force_delete_pod, local_pv, metric_sum, namespace, node_name, pod, pod_condition, pod_events,
+    poll_until, scaled, start_extender, statefulset, storage_class, unique_name, wait_for_claim_bound,
+    wait_for_pod_bound, wait_for_statefulset_ready,
 };
 
 /// Node label every test's pods select (its value is unique per test or per pool).
@@ -114,16 +114,8 @@ impl Env {
         let client = cp.client();
         let id = unique_name(prefix);
         let ns = namespace(&client, prefix).await.expect("namespace");
-        let dir = tempfile::Builder::new().prefix("stowage-extender-e2e-").tempdir().expect("temp dir");
-        let config = dir.path().join("config.yaml");
-        std::fs::write(&config, CONFIG).expect("writing the config");
-        let args = StowageArgs::new(Path::new(env!("CARGO_BIN_EXE_stowage")), "extender")
-            .kubeconfig(cp.kubeconfig_path())
-            .config(&config)
-            .env("RUST_LOG", "info,stowage_scheduler=debug");
-        let stowage = StowageProcess::start(&args, &dir.path().join("stowage.log"))
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", cp.diagnostics()));
+        let (stowage, dir) =
+            start_extender(Path::new(env!("CARGO_BIN_EXE_stowage")), &cp, CONFIG, "stowage-extender-e2e-").await;
         Self {
             stowage,
             schedulers: Vec::new(),

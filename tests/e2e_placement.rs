@@ -24,9 +24,9 @@ use kube::{
     api::{DeleteParams, ListParams},
 };
 use stowage_testkit::{
-    ControlPlane, Extender, SchedulerConfig, SchedulerHandle, StowageArgs, StowageProcess, create, create_nodes,
-    delete_nodes, delete_statefulset, describe_pod, fake_node, force_delete_pod, local_pv, namespace, node_name, pod,
-    pvc, scaled, statefulset, storage_class, unique_name, wait_for_pod_ready, wait_for_statefulset_ready,
+    ControlPlane, Extender, SchedulerConfig, SchedulerHandle, StowageProcess, create, create_nodes, delete_nodes,
+    delete_statefulset, describe_pod, fake_node, force_delete_pod, local_pv, namespace, node_name, pod, pvc, scaled,
+    start_extender, statefulset, storage_class, unique_name, wait_for_pod_ready, wait_for_statefulset_ready,
 };
 
 /// Rounds of every racing scenario.
@@ -87,16 +87,8 @@ impl Env {
         let client = cp.client();
         let id = unique_name(prefix);
         let ns = namespace(&client, prefix).await.expect("namespace");
-        let dir = tempfile::Builder::new().prefix("stowage-placement-e2e-").tempdir().expect("temp dir");
-        let config = dir.path().join("config.yaml");
-        std::fs::write(&config, CONFIG).expect("writing the config");
-        let args = StowageArgs::new(Path::new(env!("CARGO_BIN_EXE_stowage")), "extender")
-            .kubeconfig(cp.kubeconfig_path())
-            .config(&config)
-            .env("RUST_LOG", "info,stowage_scheduler=debug");
-        let stowage = StowageProcess::start(&args, &dir.path().join("stowage.log"))
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", cp.diagnostics()));
+        let (stowage, dir) =
+            start_extender(Path::new(env!("CARGO_BIN_EXE_stowage")), &cp, CONFIG, "stowage-placement-e2e-").await;
         Self { stowage, schedulers: Vec::new(), cp, client, id, ns, _dir: dir, nodes: Vec::new() }
     }
 

@@ -8,9 +8,10 @@ use std::{collections::BTreeMap, fmt};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub use crate::group::{GROUP, GroupKey, GroupSource, INSTANCE_LABEL, MAX_MEMBERS};
 use crate::{
-    config::{Config, DEFAULT_PROFILE, Pool, Profile, Weights, is_label_value},
-    text,
+    config::{Config, DEFAULT_PROFILE, Pool, Profile, Weights},
+    group, text,
     vocab::{LocalData, Quorum, Role, Spread, allowed_list, closest},
 };
 
@@ -18,8 +19,6 @@ use crate::{
 pub const PREFIX: &str = "stowage.io/";
 /// Profile name (opt-in).
 pub const PROFILE: &str = "stowage.io/profile";
-/// Replica-group identity.
-pub const GROUP: &str = "stowage.io/group";
 /// Number of voting members of the group.
 pub const MEMBERS: &str = "stowage.io/members";
 /// Zone spread: required | preferred | off.
@@ -43,16 +42,11 @@ pub const RECOVERY_PAUSED: &str = "stowage.io/recovery-paused";
 pub const RECOVERY_MODES: &[&str] = &["off", "report", "rebuild"];
 
 /// The label the webhook stamps with the group name so selectors can match members.
-pub const GROUP_LABEL: &str = "stowage.io/group";
-/// Fallback group source: the standard instance label.
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+pub const GROUP_LABEL: &str = GROUP;
 
 /// Every annotation key the policy understands.
 pub const KEYS: &[&str] =
     &[PROFILE, GROUP, MEMBERS, ZONE_SPREAD, NODE_SPREAD, QUORUM, LOCAL_DATA, ROLE, POOL, RECOVERY, RECOVERY_PAUSED];
-
-/// Largest accepted `stowage.io/members`.
-pub const MAX_MEMBERS: u32 = 999;
 
 /// Most names of defined profiles or pools listed in an error.
 const KNOWN_NAMES: usize = 20;
@@ -169,32 +163,6 @@ impl fmt::Display for Errors {
 
 impl std::error::Error for Errors {}
 
-/// Where a group's identity came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupSource {
-    /// The `stowage.io/group` annotation.
-    Annotation,
-    /// The controlling StatefulSet.
-    StatefulSet,
-    /// The `app.kubernetes.io/instance` label.
-    InstanceLabel,
-}
-
-/// A replica group: members share a namespace and a name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupKey {
-    /// Namespace of the members.
-    pub namespace: String,
-    /// Group name.
-    pub name: String,
-}
-
-impl fmt::Display for GroupKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
 /// The effective policy of one opted-in pod: its profile with the pod's overrides applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy<'c> {
@@ -231,7 +199,7 @@ impl Policy<'_> {
     /// floor((n-1)/2), so losing any one zone leaves a majority.
     #[must_use]
     pub fn max_per_zone(members: u32) -> u32 {
-        members.saturating_sub(1) / 2
+        group::quorum_limit(members)
     }
 }
 
@@ -288,7 +256,7 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
 
     let members = match ann.get(MEMBERS) {
         None => None,
-        Some(v) => match parse_members(v) {
+        Some(v) => match group::parse_members(v) {
             Some(n) => Some(n),
             None => {
                 errors.push(Error::Invalid {
@@ -301,17 +269,11 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
         },
     };
 
-    let statefulset = meta
-        .owner_references
-        .as_ref()
-        .and_then(|refs| {
-            refs.iter()
-                .find(|r| r.controller == Some(true) && r.kind == "StatefulSet" && r.api_version.starts_with("apps/"))
-        })
-        .map(|r| r.name.clone());
-    let (group_name, group_source) = match ann.get(GROUP) {
-        Some(g) if !g.is_empty() && is_label_value(g) => (Some(g.clone()), Some(GroupSource::Annotation)),
-        Some(g) => {
+    let statefulset = group::controlling_statefulset(meta).map(str::to_owned);
+    let (group_name, group_source) = match group::group_name(meta) {
+        Ok(Some((name, source))) => (Some(name.to_owned()), Some(source)),
+        Ok(None) => (None, None),
+        Err(g) => {
             errors.push(Error::Invalid {
                 key: GROUP,
                 value: text::echo(g),
@@ -319,13 +281,6 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
             });
             (None, None)
         }
-        None => match (&statefulset, meta.labels.as_ref().and_then(|l| l.get(INSTANCE_LABEL))) {
-            (Some(sts), _) => (Some(sts.clone()), Some(GroupSource::StatefulSet)),
-            (None, Some(instance)) if !instance.is_empty() => {
-                (Some(instance.clone()), Some(GroupSource::InstanceLabel))
-            }
-            _ => (None, None),
-        },
     };
     let group = group_name
         .map(|name| GroupKey { namespace: meta.namespace.clone().unwrap_or_else(|| "default".to_owned()), name });
@@ -376,20 +331,11 @@ pub fn resolve<'c>(meta: &ObjectMeta, cfg: &'c Config) -> Result<Option<Policy<'
     }))
 }
 
-/// A member count written canonically: 1 to 999 in ASCII digits, no sign, no leading zero, no
-/// spaces (`"+3"` and `"03"` are refused, though Rust's integer parser takes them).
-fn parse_members(v: &str) -> Option<u32> {
-    let canonical = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0');
-    canonical.then(|| v.parse().ok()).flatten().filter(|n| (1..=MAX_MEMBERS).contains(n))
-}
-
 /// The role read from the configured role labels (first present wins).
 #[must_use]
 pub fn role_from_labels(meta: &ObjectMeta, cfg: &Config) -> Option<Role> {
     let labels = meta.labels.as_ref()?;
-    cfg.role_labels.iter().find_map(|key| labels.get(key)).map(|v| {
-        if cfg.primary_values.iter().any(|p| p.eq_ignore_ascii_case(v)) { Role::Primary } else { Role::Replica }
-    })
+    group::role_from_labels(|k| labels.get(k).map(String::as_str), &cfg.role_labels, &cfg.primary_values)
 }
 
 #[cfg(test)]

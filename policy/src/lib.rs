@@ -3,6 +3,8 @@
 //!
 //! - [`config`]: the cluster config (profiles, pools, weights), every problem reported at once;
 //! - [`annotations`]: a pod's annotations resolved against the config into a [`Policy`];
+//! - [`group`]: group facts shared by every component (identity, role, `n`, quorum limit,
+//!   `minDomains`);
 //! - [`quantity`]: exact Kubernetes quantity parsing;
 //! - [`tenancy`]: which namespaces may use a profile;
 //! - [`text`]: bounded quoting of untrusted input in messages;
@@ -10,6 +12,7 @@
 
 pub mod annotations;
 pub mod config;
+pub mod group;
 pub mod quantity;
 pub mod tenancy;
 pub mod text;

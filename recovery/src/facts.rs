@@ -353,7 +353,7 @@ pub fn group_facts(objects: &Objects<'_>, cfg: &Config) -> Vec<GroupFacts> {
             let replicas = sts.and_then(|s| s.spec.as_ref()?.replicas).and_then(|r| u32::try_from(r).ok());
             let seen = u32::try_from(acc.members.len()).unwrap_or(u32::MAX);
             GroupFacts {
-                n: acc.announced.or(replicas).unwrap_or(seen).max(1),
+                n: stowage_policy::group::voting_members(acc.announced, replicas, || seen).0,
                 statefulset_paused: sts.is_some_and(|s| is_true(annotation(&s.metadata, PAUSED_ANNOTATION))),
                 statefulset,
                 members: acc.members,

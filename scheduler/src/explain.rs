@@ -417,6 +417,9 @@ pub struct Explanation {
     pub rules: Vec<(String, String)>,
     /// Members per zone.
     pub zone_counts: Vec<ZoneCount>,
+    /// Most members a zone may hold with the pod added (quorum guard, required zone spread).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone_limit: Option<u32>,
     /// Weights of the active plugins.
     pub weights: PluginScores,
     /// Every node: feasible ones by score, then refused ones by name.
@@ -495,6 +498,7 @@ pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation 
         members_source: None,
         rules: Vec::new(),
         zone_counts: Vec::new(),
+        zone_limit: None,
         weights: PluginScores::default(),
         nodes: Vec::new(),
         preferred: None,
@@ -523,12 +527,9 @@ pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation 
     let model = cache.read();
     let ctx = PodContext::new(pod, policy, config, &model, cache.interner());
     ex.members = ctx.group().map(|_| ctx.members);
-    ex.members_source = ctx.group().map(|_| match ctx.members_source {
-        crate::framework::MembersSource::Annotation => "annotation",
-        crate::framework::MembersSource::StatefulSet => "statefulset",
-        crate::framework::MembersSource::Observed => "observed",
-    });
+    ex.members_source = ctx.group().map(|_| ctx.members_source.as_str());
     let state = CycleState::prepare(&model, cache.ledger(), &ctx, Instant::now());
+    ex.zone_limit = state.zone_spread.zone_limit();
     if ctx.group().is_some() {
         ex.zone_counts = state
             .zone_spread

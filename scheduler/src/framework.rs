@@ -16,7 +16,11 @@
 use std::{borrow::Cow, collections::HashMap, fmt, sync::Arc};
 
 use serde::Serialize;
-use stowage_policy::{Config, GroupKey, Policy, config::Weights};
+use stowage_policy::{
+    Config, GroupKey, Policy,
+    config::Weights,
+    group::{self, MembersOrigin},
+};
 use tokio::time::Instant;
 
 use crate::{
@@ -392,18 +396,6 @@ impl NodeView<'_> {
     }
 }
 
-/// Where the member count came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MembersSource {
-    /// `stowage.io/members`.
-    Annotation,
-    /// The owning StatefulSet's `spec.replicas`.
-    StatefulSet,
-    /// Members observed in the cache, plus the pod itself.
-    Observed,
-}
-
 /// The pod being scheduled, with its resolved policy and derived facts.
 #[derive(Debug)]
 pub struct PodContext<'c> {
@@ -420,7 +412,7 @@ pub struct PodContext<'c> {
     /// Voting members `n`.
     pub members: u32,
     /// Where `members` came from.
-    pub members_source: MembersSource,
+    pub members_source: MembersOrigin,
     /// Requests and QoS facts.
     pub resources: PodResources,
     /// PVC names the pod mounts.
@@ -448,21 +440,18 @@ impl<'c> PodContext<'c> {
         let namespace = meta.namespace.clone().unwrap_or_else(|| "default".to_owned());
         let name = meta.name.clone().unwrap_or_default();
         let spec = pod.spec.as_ref();
-        let (members, members_source) = if let Some(n) = policy.members {
-            (n, MembersSource::Annotation)
-        } else if let Some(r) =
-            policy.statefulset.as_deref().and_then(|s| model.statefulset(&namespace, s)).map(|s| s.replicas)
-        {
-            (r, MembersSource::StatefulSet)
-        } else {
-            let observed = policy.group.as_ref().map_or(0, |g| {
+        let replicas = policy.statefulset.as_deref().and_then(|s| model.statefulset(&namespace, s)).map(|s| s.replicas);
+        // Observed only when nothing declares `n`: the members seen, plus the pod itself.
+        let observed = || {
+            let others = policy.group.as_ref().map_or(0, |g| {
                 model
                     .group_members(&g.namespace, &g.name)
                     .filter(|p| !(p.terminating || (p.namespace.as_ref() == namespace && p.name.as_ref() == name)))
                     .count()
             });
-            (u32::try_from(observed + 1).unwrap_or(u32::MAX), MembersSource::Observed)
+            u32::try_from(others + 1).unwrap_or(u32::MAX)
         };
+        let (members, members_source) = group::voting_members(policy.members, replicas, observed);
         let primary = policy.role == Some(stowage_policy::Role::Primary);
         Self {
             uid: meta.uid.clone().unwrap_or_default(),

@@ -19,7 +19,8 @@
 //! - `bind` turns it into a placement ([`Ledger::record`]);
 //! - it is dropped when the pod watcher shows the pod bound (to any node) or deleted, when the
 //!   pod's filter finds no node, and when its bind fails;
-//! - it lapses after the ledger TTL (`ledgerTTL`, default 60 s).
+//! - it lapses after the ledger TTL (`ledgerTTL`, default 60 s), unless the pod's
+//!   `status.nominatedNodeName` still names the reserved node ([`Ledger::nominated`]).
 //!
 //! ## Placements
 //! `bind` records a placement **before** it calls the API, so the next filter, which may arrive
@@ -63,6 +64,10 @@ pub struct Placement {
     pub reserved: bool,
     /// When the entry stops counting without confirmation.
     pub expires: Instant,
+    /// The pod's `status.nominatedNodeName` names this node (kube-scheduler writes it before
+    /// PreBind): a reservation does not lapse at `expires` while this holds, since a slow
+    /// PreBind (volume binding) can outlast the TTL.
+    pub nominated: bool,
 }
 
 /// What `bind` needs to know about a pod.
@@ -149,7 +154,7 @@ impl Ledger {
     fn prune(&self, entries: &mut HashMap<Arc<str>, Placement>, now: Instant) {
         let mut expired = 0;
         entries.retain(|_, p| {
-            let live = p.expires > now;
+            let live = p.expires > now || (p.reserved && p.nominated);
             expired += u64::from(!live && p.reserved);
             live
         });
@@ -161,8 +166,20 @@ impl Ledger {
     /// Records a reservation made by `filter`, replacing the pod's earlier entry.
     pub fn reserve(&self, mut reservation: Placement) {
         reservation.reserved = true;
-        let old = self.entries.lock().insert(reservation.uid.clone(), reservation);
+        let mut entries = self.entries.lock();
+        let nominated = entries.get(&reservation.uid).is_some_and(|o| o.nominated && o.node == reservation.node);
+        reservation.nominated = nominated;
+        let old = entries.insert(reservation.uid.clone(), reservation);
+        drop(entries);
         self.count(if old.is_some() { ReservationEvent::Replaced } else { ReservationEvent::Created });
+    }
+
+    /// The pod watcher saw the pod's `status.nominatedNodeName` (`None` when unset): the pod's
+    /// reservation stays live past its TTL while this names the reserved node.
+    pub fn nominated(&self, uid: &str, node: Option<&str>) {
+        if let Some(p) = self.entries.lock().get_mut(uid).filter(|p| p.reserved) {
+            p.nominated = node == Some(&*p.node);
+        }
     }
 
     /// The pod's new filter found no node: its reservation (if any) goes.
@@ -268,6 +285,7 @@ mod tests {
             claimed_pvs: vec![],
             reserved: false,
             expires: Instant::now() + ttl,
+            nominated: false,
         }
     }
 
@@ -338,6 +356,31 @@ mod tests {
             assert_eq!(l.reservation_count(event), 1, "{name}");
             if event == ReservationEvent::Confirmed && node_after.is_some() {
                 assert!(l.reservation("p").is_none() && !l.placement("p").unwrap().reserved, "{name}: now a placement");
+            }
+        }
+    }
+
+    /// A reservation outlives its TTL exactly while the pod is nominated to the reserved node.
+    #[tokio::test(start_paused = true)]
+    async fn a_nominated_reservation_outlives_the_ttl() {
+        let cases: [(&str, Option<&str>, bool); 3] = [
+            ("nominated there", Some("n1"), true),
+            ("nominated elsewhere", Some("n2"), false),
+            ("not nominated", None, false),
+        ];
+        for (name, nominated, live) in cases {
+            let l = Ledger::new();
+            l.reserve(placement("p", "n1", Duration::from_secs(10)));
+            l.nominated("p", nominated);
+            tokio::time::advance(Duration::from_secs(11)).await;
+            assert_eq!(l.reservation("p").is_some(), live, "{name}");
+            if live {
+                // A retry of the same decision keeps the hold; the nomination going away ends it.
+                l.reserve(placement("p", "n1", Duration::from_secs(10)));
+                tokio::time::advance(Duration::from_secs(11)).await;
+                assert!(l.reservation("p").is_some(), "{name}: retry");
+                l.nominated("p", None);
+                assert!(l.reservation("p").is_none(), "{name}: nomination cleared");
             }
         }
     }

@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
-use stowage_policy::{Config, resolve};
+use stowage_policy::{Config, group, resolve};
 use tokio::time::Instant;
 
 use crate::{
@@ -315,9 +315,14 @@ impl Extender {
 
     // === filter ===
 
-    /// Filters candidate nodes for a pod.
-    pub async fn filter(&self, args: ExtenderArgs) -> ExtenderFilterResult {
+    /// Filters candidate nodes for a pod. A node named twice is answered once; a nameless
+    /// candidate is an `Error`.
+    pub async fn filter(&self, mut args: ExtenderArgs) -> ExtenderFilterResult {
         let start = Instant::now();
+        if let Err(e) = args.dedupe_candidates() {
+            self.metrics.error("filter", "bad_request");
+            return ExtenderFilterResult::error(format!("invalid candidate nodes: {e}"));
+        }
         let ExtenderArgs { pod, nodes, node_names } = args;
         let input = Input::from_args(node_names, nodes);
         let Some(pod) = pod else {
@@ -524,14 +529,19 @@ impl Extender {
             claimed_pvs: claimed,
             reserved: true,
             expires: Instant::now() + ctx.config.ledger_ttl,
+            nominated: false,
         }
     }
 
     // === prioritize ===
 
-    /// Scores candidate nodes 0..10.
-    pub fn prioritize(&self, args: ExtenderArgs) -> HostPriorityList {
+    /// Scores candidate nodes 0..10, once per node name; nothing for a nameless candidate.
+    pub fn prioritize(&self, mut args: ExtenderArgs) -> HostPriorityList {
         let start = Instant::now();
+        if args.dedupe_candidates().is_err() {
+            self.metrics.error("prioritize", "bad_request");
+            return Vec::new();
+        }
         let ExtenderArgs { pod, nodes, node_names } = args;
         let input = Input::from_args(node_names, nodes);
         let Some(pod) = pod else {
@@ -712,28 +722,23 @@ impl Extender {
             self.cache.ledger().record(placement);
         }
         decision.group = group.as_ref().map(|g| format!("{pod_namespace}/{g}"));
+        let pod = format!("{pod_namespace}/{pod_name}");
         let outcome = match self.binder.bind(&pod_namespace, &pod_name, &pod_uid, &node).await {
             Ok(()) => Ok(false),
-            Err(BindError::Conflict(msg)) => match self.binder.current(&pod_namespace, &pod_name).await {
-                Ok(Some(loc)) if !pod_uid.is_empty() && loc.uid != pod_uid => Err((
-                    "conflict",
-                    format!(
-                        "pod {pod_namespace}/{pod_name} was recreated (uid {} is not {pod_uid}); not binding",
-                        loc.uid
-                    ),
-                )),
+            Err(BindError::Conflict(conflict)) => match self.binder.current(&pod_namespace, &pod_name).await {
+                Ok(Some(loc)) if !pod_uid.is_empty() && loc.uid != pod_uid => {
+                    Err(BindFailure::Recreated { pod, found: loc.uid, expected: pod_uid.clone() })
+                }
                 Ok(Some(loc)) if loc.node.as_deref() == Some(node.as_str()) => Ok(true),
-                Ok(Some(loc)) => Err((
-                    "conflict",
-                    format!(
-                        "pod {pod_namespace}/{pod_name} is already bound to node {}, not {node}",
-                        loc.node.as_deref().unwrap_or("(none)")
-                    ),
-                )),
-                Ok(None) => Err(("not_found", format!("pod {pod_namespace}/{pod_name} no longer exists"))),
-                Err(e) => Err((e.reason(), format!("binding conflict ({msg}) and the pod could not be read: {e}"))),
+                Ok(Some(loc)) => Err(BindFailure::BoundElsewhere {
+                    pod,
+                    bound: loc.node.unwrap_or_else(|| "(none)".to_owned()),
+                    node: node.clone(),
+                }),
+                Ok(None) => Err(BindFailure::Gone { pod }),
+                Err(source) => Err(BindFailure::Unreadable { conflict, source }),
             },
-            Err(e) => Err((e.reason(), format!("binding {pod_namespace}/{pod_name} to {node} failed: {e}"))),
+            Err(source) => Err(BindFailure::Api { pod, node: node.clone(), source }),
         };
         let result = match outcome {
             Ok(already) => {
@@ -785,9 +790,10 @@ impl Extender {
                 }
                 ExtenderBindingResult::default()
             }
-            Err((reason, message)) => {
+            Err(failure) => {
+                let message = failure.to_string();
                 self.cache.ledger().remove(&pod_uid);
-                self.metrics.error("bind", reason);
+                self.metrics.error("bind", failure.reason());
                 self.metrics.decision("bind", "error");
                 decision.outcome = "error";
                 decision.error = Some(message.clone());
@@ -855,8 +861,40 @@ impl Extender {
             claimed_pvs: claimed,
             reserved: false,
             expires: now + config.ledger_ttl,
+            nominated: false,
         };
         (placement, zone)
+    }
+}
+
+/// Why `bind` did not bind; the text goes back to kube-scheduler as the reply's `Error`.
+#[derive(Debug, thiserror::Error)]
+enum BindFailure {
+    /// The pod under that name has another uid now.
+    #[error("pod {pod} was recreated (uid {found} is not {expected}); not binding")]
+    Recreated { pod: String, found: String, expected: String },
+    /// The pod is bound to another node.
+    #[error("pod {pod} is already bound to node {bound}, not {node}")]
+    BoundElsewhere { pod: String, bound: String, node: String },
+    /// The pod was deleted.
+    #[error("pod {pod} no longer exists")]
+    Gone { pod: String },
+    /// A conflict, and reading the pod back failed.
+    #[error("binding conflict ({conflict}) and the pod could not be read: {source}")]
+    Unreadable { conflict: String, source: BindError },
+    /// The binding call failed.
+    #[error("binding {pod} to {node} failed: {source}")]
+    Api { pod: String, node: String, source: BindError },
+}
+
+impl BindFailure {
+    /// The bounded `reason` label of the error metric.
+    fn reason(&self) -> &'static str {
+        match self {
+            BindFailure::Recreated { .. } | BindFailure::BoundElsewhere { .. } => "conflict",
+            BindFailure::Gone { .. } => "not_found",
+            BindFailure::Unreadable { source, .. } | BindFailure::Api { source, .. } => source.reason(),
+        }
     }
 }
 
@@ -1033,14 +1071,13 @@ fn quorum_breach(model: &Model, config: &Config, victims: &MetaVictims, full: &[
         }
         let healthy_now =
             u32::try_from(model.group_members(&ns, &g).filter(|p| healthy(p)).count()).unwrap_or(u32::MAX);
-        let observed = u32::try_from(model.group_members(&ns, &g).filter(|p| !p.terminating).count()).unwrap_or(0);
-        let n = members
-            .or_else(|| sts.as_deref().and_then(|s| model.statefulset(&ns, s)).map(|s| s.replicas))
-            .unwrap_or(observed);
-        if n < 3 {
+        let observed = || u32::try_from(model.group_members(&ns, &g).filter(|p| !p.terminating).count()).unwrap_or(0);
+        let replicas = sts.as_deref().and_then(|s| model.statefulset(&ns, s)).map(|s| s.replicas);
+        let (n, _) = group::voting_members(members, replicas, observed);
+        if n < group::QUORUM_MIN_MEMBERS {
             continue;
         }
-        let majority = n / 2 + 1;
+        let majority = group::majority(n);
         let after = healthy_now.saturating_sub(evicted);
         if after < majority {
             return Some(format!(

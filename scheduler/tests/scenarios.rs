@@ -422,3 +422,23 @@ async fn full_node_objects_are_echoed_and_used_when_uncached() {
     assert_eq!(r.failed_nodes.get("d1"), Some(stowage_scheduler::framework::NOT_CHOSEN.message));
     assert!(r.failed_and_unresolvable_nodes.get("nz").unwrap().contains("no zone label"));
 }
+
+/// Direct callers (not only the HTTP edge) get each candidate answered once.
+#[tokio::test]
+async fn a_candidate_named_twice_is_answered_once() {
+    let snap = Snapshot { nodes: six_nodes(), ..Snapshot::default() };
+    let w = world(PG_CONFIG, snap);
+    let plain = PodBuilder::new("db", "web").uid("u-web").build();
+    let f = w.filter(&plain, &["a1", "a1", "b1"]).await;
+    assert_eq!(f.node_names.unwrap(), ["a1", "b1"]);
+    let pod = member(0).uid("u-0").build();
+    let f = w.filter(&pod, &["a1", "b1", "a1", "b1"]).await;
+    assert!(f.error.is_empty(), "{}", f.error);
+    let passing = f.node_names.unwrap();
+    let mut failed: Vec<&String> = f.failed_nodes.0.iter().map(|(n, _)| n).collect();
+    failed.extend(f.failed_and_unresolvable_nodes.0.iter().map(|(n, _)| n));
+    assert_eq!(passing.len() + failed.len(), 2, "passing {passing:?}, failed {failed:?}");
+    let scores = w.prioritize(&pod, &["c1", "c1"]);
+    assert_eq!(scores.len(), 1, "{scores:?}");
+    assert!(w.filter(&pod, &["a1", ""]).await.error.contains("NodeNames[1] is empty"));
+}

@@ -54,7 +54,7 @@ pub use pki::CertPair;
 pub use process::{Supervised, free_ports};
 pub use proxy::{Exchange, ProxyOptions, RecordingProxy, Upstream, pem_to_der, served_certificate};
 pub use scheduler::{Extender, SchedulerConfig, SchedulerHandle};
-pub use stowage::{StowageArgs, StowageProcess, http_get, metric_series, metric_sum};
+pub use stowage::{StowageArgs, StowageProcess, http_get, metric_series, metric_sum, start_extender};
 pub use tools::{HELM_BIN_ENV, PROMTOOL_BIN_ENV, Tools};
 pub use wait::{
     TIMEOUT_SCALE_ENV, assert_pod_stays_unbound, describe_pod, force_delete_pod, is_bound, node_name, pod_condition,

@@ -14,6 +14,29 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::{Supervised, free_ports, scaled};
 
+/// Starts `stowage serve --components extender` against `cp` with the config `yaml`, logging at
+/// debug for the extender. The config and the log live in a new temporary directory named
+/// `<prefix>…`, kept as long as the returned guard. Panics with the control plane's diagnostics
+/// when stowage does not come up.
+pub async fn start_extender(
+    binary: &Path,
+    cp: &crate::ControlPlane,
+    yaml: &str,
+    prefix: &str,
+) -> (StowageProcess, tempfile::TempDir) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().expect("temp dir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, yaml).expect("writing the config");
+    let args = StowageArgs::new(binary, "extender")
+        .kubeconfig(cp.kubeconfig_path())
+        .config(&config)
+        .env("RUST_LOG", "info,stowage_scheduler=debug");
+    let stowage = StowageProcess::start(&args, &dir.path().join("stowage.log"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", cp.diagnostics()));
+    (stowage, dir)
+}
+
 /// Lines of the stowage log put into failure messages.
 pub const LOG_LINES: usize = 60;
 

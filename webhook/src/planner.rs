@@ -14,7 +14,7 @@ mod placement;
 mod resources;
 
 use serde_json::{Map, Value};
-use stowage_policy::{Config, Policy};
+use stowage_policy::{Config, Policy, group};
 
 /// The outcome of planning: what to change and what to tell the user.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -189,8 +189,8 @@ fn apply_rules(
     resources::shape(spec, policy, notes)?;
     if let Some(group) = &group {
         placement::node_spread(spec, group, policy.node_spread, &cfg.hostname_label, notes);
-        let members = policy.members.or(members);
-        let min_domains = members.map_or(policy.profile.min_domains, |m| m.min(policy.profile.min_domains));
+        let declared = group::declared_members(policy.members, members).map(|(n, _)| n);
+        let min_domains = group::min_domains(declared, policy.profile.min_domains);
         placement::zone_spread(spec, group, policy.zone_spread, &cfg.zone_label, min_domains, notes);
     }
     if let Some((name, pool)) = &policy.pool {

@@ -187,9 +187,7 @@ impl ClusterCache {
         model.reindex_pods(|p| {
             if let Some(s) = p.stowage.as_mut() {
                 s.counted = new.scopes.allows(&s.profile, &p.namespace);
-                s.role = s
-                    .role_annotation
-                    .or_else(|| role_from_labels(s.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())), &new));
+                s.role = s.role_annotation.or_else(|| role_from_labels(&s.labels, &new));
             }
         });
     }
@@ -258,6 +256,8 @@ impl Cached for Pod {
     fn upsert(cache: &ClusterCache, m: &mut Model, o: PodObj) {
         if o.node.is_some() {
             cache.ledger.confirm(&o.uid);
+        } else {
+            cache.ledger.nominated(&o.uid, o.nominated.as_deref());
         }
         m.upsert_pod(o);
     }
@@ -268,8 +268,12 @@ impl Cached for Pod {
         }
     }
     fn replace(cache: &ClusterCache, m: &mut Model, objs: Vec<PodObj>) {
-        for p in objs.iter().filter(|p| p.node.is_some()) {
-            cache.ledger.confirm(&p.uid);
+        for p in &objs {
+            if p.node.is_some() {
+                cache.ledger.confirm(&p.uid);
+            } else {
+                cache.ledger.nominated(&p.uid, p.nominated.as_deref());
+            }
         }
         for uid in m.replace_pods(objs) {
             cache.ledger.forget(&uid);

@@ -13,8 +13,9 @@ use k8s_openapi::api::{
 };
 use stowage_policy::{
     Role,
-    annotations::{self, GROUP, INSTANCE_LABEL, MEMBERS, PROFILE, ROLE},
+    annotations::{self, MEMBERS, PROFILE, ROLE},
     config::DEFAULT_PROFILE,
+    group,
     tenancy::Scopes,
 };
 
@@ -168,15 +169,10 @@ impl StowageBits {
     }
 }
 
-/// Derives the role from labels with the configured keys (first present wins).
-#[must_use]
-pub fn role_from_labels<'a>(
-    labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-    cfg: &CacheConfig,
-) -> Option<Role> {
-    cfg.role_labels.iter().find_map(|key| labels.clone().find(|(k, _)| k == key).map(|(_, v)| v)).map(|v| {
-        if cfg.primary_values.iter().any(|p| p.eq_ignore_ascii_case(v)) { Role::Primary } else { Role::Replica }
-    })
+/// The role from the kept labels, as policy resolution derives it.
+pub(crate) fn role_from_labels(labels: &[(Box<str>, Box<str>)], cfg: &CacheConfig) -> Option<Role> {
+    let label = |key: &str| labels.iter().find(|(k, _)| k.as_ref() == key).map(|(_, v)| v.as_ref());
+    group::role_from_labels(label, &cfg.role_labels, &cfg.primary_values)
 }
 
 /// A trimmed Pod.
@@ -224,32 +220,6 @@ pub fn claim_names(pod: &Pod) -> Vec<String> {
         .collect()
 }
 
-/// The group name a pod belongs to, with the same precedence as policy resolution: the
-/// `stowage.io/group` annotation, the controlling StatefulSet, the `app.kubernetes.io/instance`
-/// label.
-#[must_use]
-pub fn group_name(pod: &Pod) -> Option<String> {
-    let meta = &pod.metadata;
-    if let Some(g) = meta.annotations.as_ref().and_then(|a| a.get(GROUP)).filter(|g| !g.is_empty()) {
-        return Some(g.clone());
-    }
-    if let Some(sts) = controlling_statefulset(pod) {
-        return Some(sts);
-    }
-    meta.labels.as_ref().and_then(|l| l.get(INSTANCE_LABEL)).filter(|v| !v.is_empty()).cloned()
-}
-
-/// Name of the controlling StatefulSet.
-#[must_use]
-pub fn controlling_statefulset(pod: &Pod) -> Option<String> {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true) && r.kind == "StatefulSet" && r.api_version.starts_with("apps/"))
-        .map(|r| r.name.clone())
-}
-
 /// True for a pod controlled by a DaemonSet or a static pod's mirror.
 #[must_use]
 pub fn is_node_agent(pod: &Pod) -> bool {
@@ -285,17 +255,16 @@ impl PodObj {
             let labels: Box<[(Box<str>, Box<str>)]> =
                 meta.labels.iter().flatten().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
             let role_annotation = get(ROLE).and_then(|r| Role::parse(r));
-            let role =
-                role_annotation.or_else(|| role_from_labels(labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())), cfg));
+            let role = role_annotation.or_else(|| role_from_labels(&labels, cfg));
             let profile = get(PROFILE).map_or(DEFAULT_PROFILE, String::as_str);
             Box::new(StowageBits {
-                group: group_name(pod).map(|g| interner.intern(&g)),
+                group: group::group_name(meta).ok().flatten().map(|(g, _)| interner.intern(g)),
                 counted: cfg.scopes.allows(profile, &namespace),
                 profile: interner.intern(profile),
                 role,
                 role_annotation,
-                members: get(MEMBERS).and_then(|m| m.trim().parse().ok()),
-                statefulset: controlling_statefulset(pod).map(|s| interner.intern(&s)),
+                members: get(MEMBERS).and_then(|m| group::parse_members(m)),
+                statefulset: group::controlling_statefulset(meta).map(|s| interner.intern(s)),
                 claims: claim_names(pod).iter().map(|c| interner.intern(c)).collect(),
                 labels,
             })

@@ -158,6 +158,7 @@ fn bound_pods_retire_their_ledger_entries() {
         claimed_pvs: vec![],
         reserved: false,
         expires: tokio::time::Instant::now() + Duration::from_secs(60),
+        nominated: false,
     });
     c.applier::<Pod>().apply(Event::Apply(PodBuilder::new("db", "pg-0").build()));
     assert_eq!(c.ledger().len(), 1, "unbound pods keep their entry");

@@ -36,7 +36,7 @@
 
 use std::sync::Arc;
 
-use stowage_policy::{Policy, Quorum, Spread};
+use stowage_policy::{Spread, group};
 
 use crate::{
     cache::{Model, NodeId},
@@ -98,6 +98,22 @@ pub struct State {
 }
 
 impl State {
+    /// Most members of the group one zone may hold with this pod added: the quorum guard's
+    /// floor((n−1)/2) and, under a required zone spread, the global minimum + 1 (maxSkew 1),
+    /// whichever is lower; `None` when neither rule applies.
+    #[must_use]
+    pub fn zone_limit(&self) -> Option<u32> {
+        if !self.grouped {
+            return None;
+        }
+        let quorum = self.quorum.then_some(self.max_per_zone);
+        let spread = (self.zone_spread == Some(Spread::Required)).then_some(self.global_min + 1);
+        match (quorum, spread) {
+            (Some(q), Some(s)) => Some(q.min(s)),
+            (q, s) => q.or(s),
+        }
+    }
+
     /// Members in a zone.
     #[must_use]
     pub fn zone_count(&self, zone: Option<crate::cache::ZoneId>) -> u32 {
@@ -152,8 +168,8 @@ pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> S
     };
     let Some(group) = pod.group() else { return st };
     st.grouped = true;
-    st.quorum = policy.quorum == Quorum::Zone && pod.members >= 3;
-    st.max_per_zone = Policy::max_per_zone(pod.members);
+    st.quorum = group::quorum_guarded(policy.quorum, pod.members);
+    st.max_per_zone = group::quorum_limit(pod.members);
     st.zone_spread = Some(policy.zone_spread);
     st.node_spread = Some(policy.node_spread);
 
@@ -187,7 +203,7 @@ pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> S
     }
 
     if policy.zone_spread == Spread::Required {
-        st.min_domains = pod.members.min(policy.profile.min_domains).max(1);
+        st.min_domains = group::min_domains(Some(pod.members), policy.profile.min_domains);
         st.eligible = (0..model.zones().len())
             .map(|i| {
                 let Ok(z) = crate::cache::ZoneId::try_from(i) else { return false };
@@ -269,6 +285,29 @@ impl ScorePlugin for ZoneSpread {
         let (Some(min), Some(max)) = (scores.iter().min().copied(), scores.iter().max().copied()) else { return };
         for s in scores.iter_mut() {
             *s = if max == min { 100 } else { 100 * (max - *s) / (max - min) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zone_limit_is_the_tighter_of_quorum_and_required_spread() {
+        // (grouped, quorum, max_per_zone, zone spread, global_min) -> limit
+        let cases = [
+            (false, true, 1, Some(Spread::Required), 0, None),
+            (true, false, 0, Some(Spread::Preferred), 0, None),
+            (true, true, 1, Some(Spread::Off), 0, Some(1)),
+            (true, false, 0, Some(Spread::Required), 0, Some(1)),
+            (true, false, 0, Some(Spread::Required), 2, Some(3)),
+            (true, true, 2, Some(Spread::Required), 0, Some(1)),
+            (true, true, 2, Some(Spread::Required), 3, Some(2)),
+        ];
+        for (grouped, quorum, max_per_zone, zone_spread, global_min, want) in cases {
+            let st = State { grouped, quorum, max_per_zone, zone_spread, global_min, ..State::default() };
+            assert_eq!(st.zone_limit(), want, "{st:?}");
         }
     }
 }
