@@ -7,6 +7,9 @@
 //! nothing else in the path objects; the real kubelet drops extended-resource requests its node
 //! does not advertise (docs/extender.md cites the source).
 //!
+//! The extender stanza is the snippet's own, with only `urlPrefix` pointed at this test's
+//! extender, so the shipped stanza is what is tested.
+//!
 //! The test runs its own stowage process, so every request the extender counts in `/metrics`
 //! comes from this test's kube-scheduler.
 
@@ -16,8 +19,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use stowage_policy::config::MANAGED_RESOURCE;
 use stowage_testkit::{
-    ControlPlane, Extender, SchedulerConfig, StowageArgs, StowageProcess, create, create_nodes, delete_nodes,
-    describe_pod, fake_node, metric_sum, namespace, pod, poll_until, scaled, unique_name, wait_for_pod_bound,
+    ControlPlane, SchedulerConfig, StowageArgs, StowageProcess, create, create_nodes, delete_nodes, describe_pod,
+    fake_node, metric_sum, namespace, pod, poll_until, scaled, unique_name, wait_for_pod_bound,
 };
 
 /// Node label the test's pods select.
@@ -26,6 +29,20 @@ const POOL_LABEL: &str = "stowage-e2e/pool";
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The extender's request-count series.
 const REQUESTS: &str = "stowage_extender_request_duration_seconds_count";
+
+/// The snippet's `extenders[0]`, as JSON (a YAML flow mapping), with `urlPrefix` set to `url`.
+fn shipped_extender(url: &str) -> String {
+    let snippet = include_str!("../manifests/snippets/kube-scheduler-extender.yaml");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(snippet).expect("snippet YAML");
+    let mut extender = docs[0]["extenders"][0].clone();
+    assert_eq!(
+        extender["managedResources"],
+        serde_json::json!([{"name": MANAGED_RESOURCE, "ignoredByScheduler": true}]),
+        "the snippet's managedResources"
+    );
+    extender["urlPrefix"] = serde_json::Value::String(url.to_owned());
+    extender.to_string()
+}
 
 async fn requests(stowage: &StowageProcess, verb: &str) -> f64 {
     let text = stowage.metrics().await.expect("/metrics");
@@ -56,13 +73,7 @@ async fn only_pods_with_the_managed_resource_reach_the_extender() {
     let scheduler_name = unique_name("stowage-managed");
     let _scheduler = cp
         .start_scheduler(
-            &SchedulerConfig::new(&scheduler_name).extender(
-                Extender::new(&stowage.extender_url())
-                    .bind_verb("bind")
-                    .node_cache_capable(true)
-                    .ignorable(false)
-                    .managed_resource(MANAGED_RESOURCE, true),
-            ),
+            &SchedulerConfig::new(&scheduler_name).extender_yaml(&shipped_extender(&stowage.extender_url())),
         )
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", cp.diagnostics()));
