@@ -18,6 +18,13 @@
 //!    namespaces by label; the same opted-in pod is created in both namespaces alternately, 500
 //!    times one at a time, then 1,000 each with 16 requests in flight (target: p50 overhead ≤ 2 ms).
 //!
+//! 3. **Pods that don't opt in** (`STOWAGE_BENCH_NON_OPTED=1` runs this phase alone, instead of
+//!    1 and 2): pods without any stowage annotation or resource, bound by kube-scheduler without
+//!    extenders, then by kube-scheduler with the stowage extender registered as
+//!    `manifests/snippets/kube-scheduler-extender.yaml` ships it (`managedResources:
+//!    stowage.io/managed, ignoredByScheduler`), then without again; same run, same settings
+//!    (target: with ≥ 0.98 of without). The extender's request count must stay 0.
+//!
 //! Run: `cargo bench --bench scheduling` (a few minutes; the control-plane binaries are built on
 //! first use, see `scripts/control-plane.sh`). Knobs: `STOWAGE_BENCH_NODES` (1000),
 //! `STOWAGE_BENCH_PODS` (2000), `STOWAGE_BENCH_QPS` (5000; burst is twice it),
@@ -358,6 +365,9 @@ async fn timed_create(api: &Api<Pod>, p: &Pod) -> anyhow::Result<(u64, bool)> {
 }
 
 async fn run() -> anyhow::Result<()> {
+    if std::env::var_os("STOWAGE_BENCH_NON_OPTED").is_some() {
+        return non_opted().await;
+    }
     let nodes = env_num("STOWAGE_BENCH_NODES", 1_000);
     let pods = env_num("STOWAGE_BENCH_PODS", 2_000);
     let qps = env_num("STOWAGE_BENCH_QPS", 5_000);
@@ -662,5 +672,114 @@ async fn run() -> anyhow::Result<()> {
         },
     });
     report::write("scheduling", &raw, &markdown)?;
+    Ok(())
+}
+
+/// Plain pods of one batch: no stowage annotation, no managed resource.
+fn plain_batch<'a>(namespace: &'a str, scheduler: &str, pods: usize) -> impl Iterator<Item = Pod> + 'a {
+    let scheduler = scheduler.to_owned();
+    (0..pods)
+        .map(move |i| pod(namespace, &format!("app-{i}")).scheduler_name(&scheduler).cpu("500m").memory("1Gi").build())
+}
+
+/// Phase 3: non-opted pods through kube-scheduler with the extender registered with
+/// `managedResources` versus without any extender.
+async fn non_opted() -> anyhow::Result<()> {
+    let nodes = env_num("STOWAGE_BENCH_NODES", 1_000);
+    let pods = env_num("STOWAGE_BENCH_PODS", 2_000);
+    let qps = env_num("STOWAGE_BENCH_QPS", 5_000);
+    let qps32 = u32::try_from(qps).unwrap_or(u32::MAX);
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let cp = ControlPlane::start_without_controllers().await?;
+    let client = cp.client();
+    create_nodes(
+        &client,
+        (0..nodes).map(|i| {
+            fake_node(&format!("bench-{i:04}")).zone(&format!("zone-{}", i % 4)).cpu("16").memory("64Gi").build()
+        }),
+    )
+    .await?;
+    // Alternating, so drift over the run (load from elsewhere on the machine, the apiserver's and
+    // etcd's growing history) falls on both sides: without, with, without, ..., without.
+    let rounds = env_num("STOWAGE_BENCH_ROUNDS", 2).max(1);
+    let names: Vec<String> = (0..=rounds)
+        .flat_map(|r| [format!("non-opted-plain-{r}"), format!("non-opted-managed-{r}")])
+        .take(2 * rounds + 1)
+        .collect();
+    let mut namespaces = Vec::new();
+    for name in &names {
+        let ns = namespace_with_labels(&client, name, &[]).await?;
+        create_all(&client, plain_batch(&ns, name, pods)).await?;
+        namespaces.push(ns);
+    }
+    let config = dir.join("extender-config.yaml");
+    std::fs::write(&config, EXTENDER_CONFIG)?;
+    let mut stowage =
+        StowageProcess::start(&stowage_args(&cp, "extender").config(&config), &dir.join("stowage-non-opted.log"))
+            .await?;
+    let mut runs = Vec::new();
+    for (name, ns) in names.iter().zip(&namespaces) {
+        let mut sched = SchedulerConfig::new(name).client_rate(qps32, qps32 * 2).percentage_of_nodes_to_score(100);
+        let extender = name.contains("managed");
+        if extender {
+            sched = sched.extender(
+                Extender::new(&stowage.extender_url())
+                    .preempt_verb("preempt")
+                    .bind_verb("bind")
+                    .weight(5)
+                    .node_cache_capable(true)
+                    .http_timeout(Duration::from_secs(5))
+                    .ignorable(true)
+                    .managed_resource(stowage_policy::config::MANAGED_RESOURCE, true),
+            );
+        }
+        let t = schedule(&cp, &sched, ns, pods, extender.then(|| stowage.pid()).flatten()).await?;
+        eprintln!("{name}: {:.1} pods/s", t.pods_per_second());
+        delete_batch(&client, ns).await?;
+        runs.push(t);
+    }
+    let calls = metric_sum(&stowage.metrics().await?, "stowage_extender_request_duration_seconds_count", &[]);
+    stowage.kill();
+    anyhow::ensure!(calls == 0.0, "the extender was called {calls} times for pods that do not opt in");
+    let calls = calls + 0.0; // -0 prints as 0
+    let side =
+        |pick: usize| -> Vec<f64> { runs.iter().skip(pick).step_by(2).map(Throughput::pods_per_second).collect() };
+    #[allow(clippy::cast_precision_loss)]
+    let mean = |pick: usize| side(pick).iter().sum::<f64>() / side(pick).len() as f64;
+    let range = |pick: usize| {
+        let rates = side(pick);
+        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().copied().fold(0.0, f64::max);
+        format!("{lo:.1}–{hi:.1}")
+    };
+    let ratio = mean(1) / mean(0).max(f64::EPSILON);
+    let mut table = Table::new(&["kube-scheduler", "pods", "pods/s (first→last bind)", "time to bind all s"]);
+    for (name, t) in names.iter().zip(&runs) {
+        let label =
+            if name.contains("managed") { "with the stowage extender (managedResources)" } else { "without extender" };
+        table.row(vec![
+            label.to_owned(),
+            t.pods.to_string(),
+            format!("{:.1}", t.pods_per_second()),
+            format!("{:.1}", t.start_to_last.as_secs_f64()),
+        ]);
+    }
+    let markdown = format!(
+        "### Pods that don't opt in ({nodes} nodes, {pods} plain pods per batch)\n\n{}\n\
+         Ratio of the mean pods/s with the extender registered (managedResources) to the mean without: **{ratio:.3}** \
+         (target ≥ 0.98); pods/s without {} (mean {:.1}), with {} (mean {:.1}); extender calls: {calls}. {}\n",
+        table.render(),
+        range(0),
+        mean(0),
+        range(1),
+        mean(1),
+        report::machine_line()
+    );
+    let raw = json!({
+        "nodes": nodes, "pods": pods, "qps": qps, "extender_calls": calls, "ratio": ratio,
+        "pods_per_second": runs.iter().map(Throughput::pods_per_second).collect::<Vec<_>>(),
+    });
+    report::write("scheduling-non-opted", &raw, &markdown)?;
     Ok(())
 }

@@ -25,6 +25,10 @@ pub const API_VERSION: &str = "stowage.io/v1alpha1";
 pub const KIND: &str = "StowageConfig";
 /// The profile every cluster has, used when a pod names none of its own.
 pub const DEFAULT_PROFILE: &str = "default";
+/// The extended resource the webhook adds to opted-in pods when [`Config::managed_resource`] is
+/// on; kube-scheduler's extender stanza names it in `managedResources` so that only pods
+/// requesting it are sent to the extender.
+pub const MANAGED_RESOURCE: &str = "stowage.io/managed";
 
 /// One problem found in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,6 +366,10 @@ pub struct Config {
     pub pools: BTreeMap<String, Pool>,
     /// Profiles by name; always contains [`DEFAULT_PROFILE`].
     pub profiles: BTreeMap<String, Profile>,
+    /// `managedResource`: the webhook adds [`MANAGED_RESOURCE`] (request = limit = 1) to opted-in
+    /// pods, for the extender registered in the cluster's own kube-scheduler with
+    /// `managedResources`.
+    pub managed_resource: bool,
 }
 
 impl Default for Config {
@@ -378,6 +386,7 @@ impl Default for Config {
             ledger_ttl: Duration::from_secs(60),
             pools: BTreeMap::new(),
             profiles,
+            managed_resource: false,
         }
     }
 }
@@ -625,6 +634,7 @@ const TOP_FIELDS: &[&str] = &[
     "ledgerTTL",
     "pools",
     "profiles",
+    "managedResource",
 ];
 
 const PROFILE_FIELDS: &[&str] = &[
@@ -705,6 +715,9 @@ fn parse_config(w: &mut Walker, root: &Value) -> Config {
         } else {
             cfg.ledger_ttl = ttl;
         }
+    }
+    if let Some(on) = w.boolean("managedResource", top.get("managedResource")) {
+        cfg.managed_resource = on;
     }
     if let Some(pools) = top.get("pools").and_then(|v| w.object("pools", v, &[])) {
         for (name, v) in pools {
@@ -1234,5 +1247,13 @@ profiles:
         assert!(check_label_key("").is_err());
         assert!(is_label_value("pg-main"));
         assert!(!is_label_value("-pg"));
+    }
+
+    #[test]
+    fn managed_resource_is_a_boolean_off_by_default() {
+        assert!(!Config::from_yaml("{}").unwrap().managed_resource);
+        assert!(Config::from_yaml("managedResource: true").unwrap().managed_resource);
+        let Err(Error::Invalid(issues)) = Config::from_yaml("managedResource: yes please") else { panic!() };
+        assert_eq!(issues[0].path, "managedResource");
     }
 }

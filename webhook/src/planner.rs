@@ -7,9 +7,10 @@
 //! so running the planner on its own output yields no operations.
 //!
 //! Steps, in order: container resources (profile sizes, then Guaranteed QoS, then integer CPU),
-//! the group label, node anti-affinity, zone spread, the dedicated pool, `priorityClassName`,
-//! `schedulerName`.
+//! the managed resource (when the config asks for it), the group label, node anti-affinity,
+//! zone spread, the dedicated pool, `priorityClassName`, `schedulerName`.
 
+mod managed;
 mod placement;
 mod resources;
 
@@ -187,6 +188,9 @@ fn apply_rules(
         return Err(Denial::Malformed("spec is missing or not an object".to_owned()));
     };
     resources::shape(spec, policy, notes)?;
+    if cfg.managed_resource {
+        managed::add(spec);
+    }
     if let Some(group) = &group {
         placement::node_spread(spec, group, policy.node_spread, &cfg.hostname_label, notes);
         let declared = group::declared_members(policy.members, members).map(|(n, _)| n);

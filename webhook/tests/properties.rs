@@ -117,6 +117,7 @@ struct Case {
     node: Spread,
     pool: bool,
     scheduler: Option<String>,
+    managed: bool,
 }
 
 const GROUP: &str = "pg";
@@ -208,7 +209,7 @@ fn case() -> impl Strategy<Value = Case> {
         (labels, affinity, tolerations, spreads, scalars),
         profile,
         (option::of(Just(GROUP.to_owned())), option::of(1u32..=7), spread(), spread(), any::<bool>()),
-        option::of(Just("stowage".to_owned())),
+        (option::of(Just("stowage".to_owned())), any::<bool>()),
     )
         .prop_map(
             |(
@@ -217,7 +218,7 @@ fn case() -> impl Strategy<Value = Case> {
                 (labels, affinity, tolerations, spreads, scalars),
                 profile,
                 (group, members, zone, node, pool),
-                scheduler,
+                (scheduler, managed),
             )| {
                 let mut spec = Map::new();
                 spec.insert("containers".to_owned(), Value::Array(cs));
@@ -255,7 +256,7 @@ fn case() -> impl Strategy<Value = Case> {
                     }
                 }
                 let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec});
-                Case { pod, profile, group, members, zone, node, pool, scheduler }
+                Case { pod, profile, group, members, zone, node, pool, scheduler, managed }
             },
         )
 }
@@ -286,7 +287,7 @@ proptest! {
 
     #[test]
     fn planning_is_idempotent_and_keeps_the_resource_rules(case in case()) {
-        let mut cfg = Config { scheduler_name: case.scheduler.clone(), ..Config::default() };
+        let mut cfg = Config { scheduler_name: case.scheduler.clone(), managed_resource: case.managed, ..Config::default() };
         cfg.pools.insert("pg".to_owned(), Pool {
             node_selector: [("pool".to_owned(), "pg".to_owned())].into(),
             tolerations: vec![PoolToleration { key: "pool".into(), operator: "Equal".into(), value: Some("pg".into()), effect: Some("NoSchedule".into()) }],
@@ -314,6 +315,8 @@ proptest! {
         let second = plan(&mutated, &policy, &cfg, case.members).map_err(|d| TestCaseError::fail(d.to_string()))?;
         prop_assert!(second.patch.0.is_empty(), "second patch: {}", serde_json::to_string(&second.patch).unwrap());
         prop_assert!(first.warnings.iter().map(String::len).sum::<usize>() < 4096);
+        let managed = &mutated["spec"]["containers"][0]["resources"];
+        prop_assert_eq!(case.managed, managed["requests"]["stowage.io/managed"] == "1" && managed["limits"]["stowage.io/managed"] == "1");
 
         let before = quantities(pod);
         let after = quantities(&mutated);
