@@ -6,9 +6,10 @@
 //! keys per RFC 6901). Every rule only adds what is absent, appends to lists, or raises values,
 //! so running the planner on its own output yields no operations.
 //!
-//! Steps, in order: container resources (profile sizes, then Guaranteed QoS, then integer CPU),
-//! the managed resource (when the config asks for it), the group label, node anti-affinity,
-//! zone spread, the dedicated pool, `priorityClassName`, `schedulerName`.
+//! Steps, in order: the group label (on the pod's metadata), container resources (profile
+//! sizes, then Guaranteed QoS, then integer CPU), the managed resource (when the config asks for
+//! it), node anti-affinity, zone spread, the dedicated pool, `priorityClassName`,
+//! `schedulerName`.
 
 mod managed;
 mod placement;
