@@ -27,7 +27,6 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use stowage_certs::{CertMetrics, CertPaths, ReloadingCert, server_config};
-use stowage_edge::ServeOptions;
 use tokio::{sync::watch, task::JoinSet};
 use tracing::{info, warn};
 
@@ -77,13 +76,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(cert) => Some(server_config(Arc::clone(cert), args.client_ca.as_deref()).context("TLS configuration")?),
         None => None,
     };
-    // The same connection limits on every listener.
-    let serve_opts = ServeOptions {
-        header_read_timeout: args.header_read_timeout,
-        idle_timeout: args.idle_timeout,
-        max_connections: args.max_connections,
-        ..ServeOptions::default()
-    };
+    let serve_opts = tasks::serve_options(&args);
     for (flag, timeout) in [("--webhook-timeout", args.webhook_timeout), ("--extender-timeout", args.extender_timeout)]
     {
         if args.header_read_timeout >= timeout {
@@ -114,17 +107,9 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     if webhook_on {
         let tls = tls_config.clone().context("the webhook needs --tls-dir (a directory with tls.crt and tls.key)")?;
-        let ready = webhook::start(
-            &args,
-            Arc::clone(&config),
-            client.as_ref(),
-            tls,
-            serve_opts,
-            &mut registry,
-            &mut tasks,
-            &stop_rx,
-        )
-        .await?;
+        let ready =
+            webhook::start(&args, Arc::clone(&config), client.as_ref(), tls, &mut registry, &mut tasks, &stop_rx)
+                .await?;
         checks.push(("webhook", ready));
     }
 

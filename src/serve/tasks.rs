@@ -4,8 +4,21 @@
 use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context as _;
+use stowage_edge::ServeOptions;
 use tokio::{net::TcpListener, sync::watch};
 use tracing::info;
+
+use crate::cli::ServeArgs;
+
+/// The connection limits of every listener, from the command line.
+pub(crate) fn serve_options(args: &ServeArgs) -> ServeOptions {
+    ServeOptions {
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+        ..ServeOptions::default()
+    }
+}
 
 /// Binds a listener, naming it in the error.
 pub(crate) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -10,7 +10,7 @@ use kube::{
     runtime::{WatchStreamExt as _, reflector, watcher},
 };
 use prometheus_client::registry::Registry;
-use stowage_edge::{ServeOptions, serve_tls};
+use stowage_edge::serve_tls;
 use stowage_policy::Config;
 use stowage_webhook::{AdmissionMetrics, Limits, MemberSource, StaticMembers, WebhookState};
 use tokio::{sync::watch, task::JoinSet};
@@ -18,7 +18,7 @@ use tracing::warn;
 
 use super::{
     ReadyCheck,
-    tasks::{bind, server, stopped, until_stopped},
+    tasks::{bind, serve_options, server, stopped, until_stopped},
 };
 use crate::cli::ServeArgs;
 
@@ -28,7 +28,6 @@ pub(super) async fn start(
     config: Arc<ArcSwap<Config>>,
     client: Option<&kube::Client>,
     tls: Arc<rustls::ServerConfig>,
-    serve_opts: ServeOptions,
     registry: &mut Registry,
     tasks: &mut JoinSet<anyhow::Result<()>>,
     stop: &watch::Receiver<bool>,
@@ -56,7 +55,7 @@ pub(super) async fn start(
         listener,
         tls,
         stowage_webhook::router(Arc::clone(&state)),
-        serve_opts,
+        serve_options(args),
         stopped(stop.clone()),
     )));
     state.set_ready(true);
