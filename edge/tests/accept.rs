@@ -87,3 +87,26 @@ async fn a_request_slower_than_the_header_read_timeout_is_still_answered() {
     tcp.read_to_string(&mut reply).await.unwrap();
     assert!(reply.ends_with("done"), "{reply}");
 }
+
+/// The protocol switch: HTTP/2 (prior knowledge) is served only when switched on.
+#[tokio::test]
+async fn http2_is_served_only_when_switched_on() {
+    use http_body_util::{BodyExt as _, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use stowage_edge::Protocol;
+
+    async fn get_h2(addr: SocketAddr) -> Result<String, hyper::Error> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let request = http::Request::get(format!("http://{addr}/hello")).body(Empty::<bytes::Bytes>::new()).unwrap();
+        let response = sender.send_request(request).await?;
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    let (both, _stop_both) = start(ServeOptions { protocol: Protocol::Http1AndHttp2, ..ServeOptions::default() }).await;
+    assert_eq!(get_h2(both).await.unwrap(), "hello");
+    let (h1, _stop_h1) = start(ServeOptions::default()).await;
+    assert!(get_h2(h1).await.is_err(), "an HTTP/1.1-only listener answered HTTP/2");
+}
