@@ -3,7 +3,7 @@
 //! with p99 ≤ 2 ms; extender answers well inside its latency budget).
 //!
 //! - **webhook**: `stowage serve --components webhook` (TLS, the bundled example config) versus
-//!   an empty `/mutate` on `stowage_certs::serve_tls` + axum, with the StatefulSet pod of the
+//!   an empty `/mutate` on `stowage_edge::serve_tls` + axum, with the StatefulSet pod of the
 //!   webhook's fixture; every answer must be 200, echo its request's uid, allow and carry a
 //!   patch (the empty handler's fixed answer is only checked for 200).
 //! - **extender**: `stowage serve --components extender --snapshot` (plain HTTP, as deployed on

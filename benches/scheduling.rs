@@ -419,10 +419,10 @@ async fn run() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let passthrough_port = listener.local_addr()?.port();
     let (stop_passthrough, stopped) = tokio::sync::oneshot::channel::<()>();
-    let passthrough_server = tokio::spawn(stowage_certs::serve_plain(
+    let passthrough_server = tokio::spawn(stowage_edge::serve_plain(
         listener,
         empty::passthrough_extender_router(),
-        stowage_certs::ServeOptions::default(),
+        stowage_edge::ServeOptions::default(),
         async move {
             stopped.await.ok();
         },

@@ -115,11 +115,19 @@ pub struct ServeArgs {
     /// Largest accepted extender request body (full Node lists are big).
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub extender_max_body_bytes: usize,
-    /// Keep-alive connections idle longer than this are closed (also the limit for receiving a
-    /// request head). Keep it above the clients' idle timeout (Go's default is 90s), so the
-    /// server never closes a connection the apiserver or scheduler is about to reuse.
+    /// Extender requests served at once; more are refused with 503 at once.
+    #[arg(long, default_value_t = 256)]
+    pub extender_max_in_flight: usize,
+    /// Keep-alive connections idle longer than this between requests are closed. Keep it above
+    /// the clients' idle timeout (Go's default is 90s), so the server never closes a connection
+    /// the apiserver or scheduler is about to reuse.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// A request head must arrive within this time of its first byte (a new connection's first
+    /// head: of the connection's start); slower clients are disconnected. Keep it below
+    /// --webhook-timeout and --extender-timeout.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
     /// Most connections open at once on each listener; more wait in the listen backlog until
     /// one closes (an idle connection costs about 20 KiB).
     #[arg(long, default_value_t = 1024)]

@@ -13,7 +13,6 @@ mod explain_cmd;
 mod kube_client;
 mod mutate_cmd;
 mod serve;
-mod serve_extender;
 mod waiting;
 
 use std::process::ExitCode;

@@ -34,7 +34,7 @@ use stowage_scheduler::{
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::serve::stopped;
+use crate::serve::tasks::stopped;
 
 /// Reason of the Event.
 pub(crate) const WAITING: &str = "StowageWaiting";

@@ -153,3 +153,58 @@ fn mutate_prints_a_patch_that_applies_to_the_example_pod() {
     }
     assert!(err.contains("warning: set schedulerName stowage"), "{err}");
 }
+
+/// `stowage serve` (from a snapshot: no cluster needed) disconnects a client that sends part of
+/// a request head and stalls after the header read timeout, on the plain extender port and on
+/// the TLS webhook port, long before the idle keep-alive timeout (120 s by default).
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_disconnects_a_stalled_request_head_before_the_idle_timeout() {
+    use std::time::{Duration, Instant};
+
+    /// Sends a partial request head and waits for the server to close; returns how long it held.
+    fn held(mut stream: impl std::io::Read + std::io::Write) -> Duration {
+        stream.write_all(b"POST /scheduler/filter HTTP/1.1\r\nHost: stowage\r\nContent-Ty").unwrap();
+        stream.flush().unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        started.elapsed()
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let generated = stowage_certs::generate_to_dir(&stowage_certs::GenerateOptions::default(), dir.path()).unwrap();
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_stowage"));
+    let args = stowage_testkit::StowageArgs::new(&binary, "extender,webhook")
+        .arg(format!("--snapshot={}", example("cluster.yaml")))
+        .tls_dir(dir.path());
+    let stowage = stowage_testkit::StowageProcess::start(&args, &dir.path().join("stowage.log")).await.unwrap();
+    let limit = Duration::from_secs(10);
+    let (extender, webhook) = (stowage.extender, stowage.webhook);
+    let ca = std::fs::read_to_string(&generated.ca_cert).unwrap();
+
+    let plain = tokio::task::spawn_blocking(move || {
+        let tcp = std::net::TcpStream::connect(extender).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        held(tcp)
+    });
+    let tls = tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let tcp = std::net::TcpStream::connect(webhook).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        held(rustls::StreamOwned::new(conn, tcp))
+    });
+    let (plain, tls) = (plain.await.unwrap(), tls.await.unwrap());
+    assert!(plain < limit, "the plain extender port kept a stalled request head open for {plain:?}");
+    assert!(tls < limit, "the TLS webhook port kept a stalled request head open for {tls:?}");
+    drop(stowage);
+}

@@ -1024,11 +1024,11 @@ async fn start_injector(env: &Env, injector: Injector) -> InjectorServer {
     let app = axum::Router::new().route("/inject", axum::routing::post(inject)).with_state(injector);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(stowage_certs::serve_tls(
+    let task = tokio::spawn(stowage_edge::serve_tls(
         listener,
         tls,
         app,
-        stowage_certs::ServeOptions::default(),
+        stowage_edge::ServeOptions::default(),
         std::future::pending(),
     ));
     InjectorServer { addr, task }

@@ -1,4 +1,5 @@
-//! Stowage certificates: everything TLS for the webhook and extender listeners.
+//! Stowage certificates: the PKI of the webhook and extender listeners. Serving HTTP over the
+//! resulting configuration is `stowage-edge`'s.
 //!
 //! - [`generate`](mod@generate): a CA (ECDSA P-256) and serving / client certificates signed by it, written as
 //!   Kubernetes Secret files (`ca.crt`, `ca.key`, `tls.crt`, `tls.key`) plus the `caBundle`;
@@ -7,20 +8,16 @@
 //!   (so a Secret volume's `..data` symlink swap is seen) and publishes only valid pairs;
 //! - [`tls`]: the rustls [`ServerConfig`](rustls::ServerConfig) (TLS 1.2+, ring, HTTP/1.1 ALPN,
 //!   optional client-certificate verification);
-//! - [`server`]: serving an axum router over TLS or plain TCP with handshake and header-read
-//!   timeouts and graceful shutdown;
 //! - [`metrics`]: cert expiry and reload counters for Prometheus.
 
 pub mod generate;
 pub mod load;
 pub mod metrics;
 pub mod reload;
-pub mod server;
 pub mod tls;
 
 pub use generate::{CertificateAuthority, GenerateOptions, Generated, PemPair, generate, generate_to_dir};
 pub use load::{CertInfo, CertPaths, LoadedCert, load_pair};
 pub use metrics::CertMetrics;
 pub use reload::{Reload, ReloadingCert};
-pub use server::{ServeOptions, serve_plain, serve_tls};
 pub use tls::server_config;

@@ -19,7 +19,8 @@ use rustls::{ClientConfig, ProtocolVersion, RootCertStore, SupportedProtocolVers
 use stowage_certs::generate::{CertificateAuthority, GenerateOptions, PemPair};
 use stowage_certs::load::subject_alt_names;
 use stowage_certs::reload::ReloadingCert;
-use stowage_certs::{CertMetrics, CertPaths, ServeOptions, serve_plain, serve_tls, server_config};
+use stowage_certs::{CertMetrics, CertPaths, server_config};
+use stowage_edge::{ServeOptions, serve_plain, serve_tls};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};

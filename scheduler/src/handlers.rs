@@ -11,37 +11,41 @@
 //! | `/readyz` | GET | 200 once the cache has synced, else 503 with per-kind state |
 //! | `/healthz` | GET | 200 |
 //!
-//! Protocol errors are HTTP errors with a JSON body `{"code": N, "message": "..."}`: a malformed
-//! body is 400 (naming serde's line/column and the missing field), so is a candidate node
-//! without a name (a node named twice is answered once: see
-//! `ExtenderArgs::dedupe_candidates`), a wrong content type 415, a
-//! wrong method 405, a body above the limit 413 (from `Content-Length` before reading anything,
-//! or while reading a chunked body). Logical failures are 200 with the reply's `Error`, as the
-//! scheduler expects. Each request is bounded by a timeout kept below the scheduler's
-//! `httpTimeout`.
+//! Protocol errors are HTTP errors with the edge's JSON body `{"code": N, "message": "..."}`
+//! ([`ApiError`]): a malformed body is 400 (naming serde's line/column and the missing field), so
+//! is a candidate node without a name (a node named twice is answered once: see
+//! `ExtenderArgs::dedupe_candidates`), a wrong method 405. Logical failures are 200 with the
+//! reply's `Error`, as the scheduler expects.
+//!
+//! The verbs sit behind the edge's API layers (`stowage_edge::api`): a tracing span per
+//! request; load shedding (503 beyond [`RouterOptions::max_in_flight`] requests at once); a
+//! deadline below the scheduler's `httpTimeout` (503); JSON content type only (415, before the
+//! body is read); the body limit (413, from `Content-Length` before reading anything, or while
+//! reading a chunked body). The probes are the edge's, outside those layers.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Query, Request, State, rejection::BytesRejection},
-    http::{HeaderMap, StatusCode, header},
-    middleware::{self, Next},
+    extract::{Query, State, rejection::BytesRejection},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+use stowage_edge::{ApiError, ApiLimits, Probe};
 use stowage_policy::text;
 use tokio::time::Instant;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::{
+    cache::ClusterCache,
     extender::v1::{ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs},
     service::Extender,
 };
 
-/// Longest piece of a request (header value, serde error) quoted in an error body.
+/// Longest piece of a request (query value, serde error) quoted in an error body.
 const MAX_ECHO: usize = 256;
 
 /// Router settings.
@@ -53,33 +57,14 @@ pub struct RouterOptions {
     /// Per-request timeout (default 4 s, below the scheduler's default 5 s `httpTimeout`; lower
     /// it together with `httpTimeout`).
     pub request_timeout: Duration,
+    /// Verb requests served at once; more are refused with 503 at once (default 256: the
+    /// scheduler sends filter and prioritize one pod at a time, binds in parallel).
+    pub max_in_flight: usize,
 }
 
 impl Default for RouterOptions {
     fn default() -> Self {
-        Self { body_limit: 32 << 20, request_timeout: Duration::from_secs(4) }
-    }
-}
-
-/// The JSON body of an HTTP error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
-    /// HTTP status code.
-    pub code: u16,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { code: status.as_u16(), message: message.into() }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self)).into_response()
+        Self { body_limit: 32 << 20, request_timeout: Duration::from_secs(4), max_in_flight: 256 }
     }
 }
 
@@ -90,39 +75,29 @@ pub fn router(extender: Arc<Extender>) -> Router {
 
 /// The router.
 pub fn router_with(extender: Arc<Extender>, options: RouterOptions) -> Router {
-    let limit = options.body_limit;
-    Router::new()
+    let verbs = Router::new()
         .route("/scheduler/filter", post(filter))
         .route("/scheduler/prioritize", post(prioritize))
         .route("/scheduler/preempt", post(preempt))
-        .route("/scheduler/bind", post(bind))
-        .route("/debug/decisions", get(decisions))
-        .route("/readyz", get(readyz))
-        .route("/healthz", get(healthz))
+        .route("/scheduler/bind", post(bind));
+    let verbs = stowage_edge::api(
+        verbs,
+        ApiLimits {
+            max_body_bytes: options.body_limit,
+            deadline: options.request_timeout,
+            deadline_status: StatusCode::SERVICE_UNAVAILABLE,
+            max_in_flight: options.max_in_flight,
+        },
+    );
+    let debug = stowage_edge::traced(Router::new().route("/debug/decisions", get(decisions)));
+    let probe: Arc<dyn Probe> = Arc::new(CacheProbe(Arc::clone(extender.cache())));
+    Router::new()
+        .merge(verbs)
+        .merge(debug)
+        .merge(stowage_edge::probes(probe))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        // Chunked bodies are cut off while reading (axum answers 413 through the rejection).
-        .layer(DefaultBodyLimit::max(limit))
-        // Bound every request below the scheduler's httpTimeout.
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
-        // Refuse oversized bodies from Content-Length before reading a byte.
-        .layer(middleware::from_fn(move |req: Request, next: Next| content_length_guard(limit, req, next)))
         .with_state(extender)
-}
-
-async fn content_length_guard(limit: usize, req: Request, next: Next) -> Response {
-    let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared
-        && len > limit as u64
-    {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body of {len} bytes is above the limit of {limit} bytes"),
-        )
-        .into_response();
-    }
-    next.run(req).await
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -133,23 +108,8 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such route")
 }
 
-/// Checks the content type and decodes the body.
-fn decode<T: DeserializeOwned>(
-    verb: &str,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "{verb}: content type must be application/json, got {:?}",
-                if ct.is_empty() { "(none)".to_owned() } else { text::clip(ct, MAX_ECHO) }
-            ),
-        ));
-    }
+/// Decodes the body (its content type and size were checked by the edge layers).
+fn decode<T: DeserializeOwned>(verb: &str, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|r| ApiError::new(r.status(), format!("{verb}: {}", r.body_text())))?;
     serde_json::from_slice(&bytes).map_err(|e| {
         // serde quotes offending strings whole.
@@ -159,8 +119,8 @@ fn decode<T: DeserializeOwned>(
 }
 
 /// Decodes `filter`/`prioritize` arguments with their candidates made a set.
-fn decode_args(verb: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<ExtenderArgs, ApiError> {
-    let mut args: ExtenderArgs = decode(verb, headers, body)?;
+fn decode_args(verb: &str, body: Result<Bytes, BytesRejection>) -> Result<ExtenderArgs, ApiError> {
+    let mut args: ExtenderArgs = decode(verb, body)?;
     args.dedupe_candidates()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{verb}: invalid candidate nodes: {e}")))?;
     Ok(args)
@@ -170,9 +130,9 @@ fn record(ext: &Extender, verb: &'static str, start: Instant) {
     ext.metrics().observe(verb, start.elapsed().as_secs_f64());
 }
 
-async fn filter(State(ext): State<Arc<Extender>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn filter(State(ext): State<Arc<Extender>>, body: Result<Bytes, BytesRejection>) -> Response {
     let start = Instant::now();
-    let resp = match decode_args("filter", &headers, body) {
+    let resp = match decode_args("filter", body) {
         Ok(args) => Json(ext.filter(args).await).into_response(),
         Err(e) => {
             ext.metrics().error("filter", "bad_request");
@@ -183,13 +143,9 @@ async fn filter(State(ext): State<Arc<Extender>>, headers: HeaderMap, body: Resu
     resp
 }
 
-async fn prioritize(
-    State(ext): State<Arc<Extender>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn prioritize(State(ext): State<Arc<Extender>>, body: Result<Bytes, BytesRejection>) -> Response {
     let start = Instant::now();
-    let resp = match decode_args("prioritize", &headers, body) {
+    let resp = match decode_args("prioritize", body) {
         Ok(args) => Json(ext.prioritize(args)).into_response(),
         Err(e) => {
             ext.metrics().error("prioritize", "bad_request");
@@ -200,13 +156,9 @@ async fn prioritize(
     resp
 }
 
-async fn preempt(
-    State(ext): State<Arc<Extender>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn preempt(State(ext): State<Arc<Extender>>, body: Result<Bytes, BytesRejection>) -> Response {
     let start = Instant::now();
-    let resp = match decode::<ExtenderPreemptionArgs>("preempt", &headers, body) {
+    let resp = match decode::<ExtenderPreemptionArgs>("preempt", body) {
         Ok(args) => Json(ext.preempt(args)).into_response(),
         Err(e) => {
             ext.metrics().error("preempt", "bad_request");
@@ -217,9 +169,9 @@ async fn preempt(
     resp
 }
 
-async fn bind(State(ext): State<Arc<Extender>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn bind(State(ext): State<Arc<Extender>>, body: Result<Bytes, BytesRejection>) -> Response {
     let start = Instant::now();
-    let resp = match decode::<ExtenderBindingArgs>("bind", &headers, body) {
+    let resp = match decode::<ExtenderBindingArgs>("bind", body) {
         Ok(args) => Json(ext.bind(args).await).into_response(),
         Err(e) => {
             ext.metrics().error("bind", "bad_request");
@@ -268,26 +220,27 @@ struct KindReport {
     objects: usize,
 }
 
-#[derive(Serialize)]
-struct Readiness {
-    ready: bool,
-    kinds: Vec<KindReport>,
-}
+/// Ready once every watched kind has synced; the not-ready body lists each kind's state.
+struct CacheProbe(Arc<ClusterCache>);
 
-async fn readyz(State(ext): State<Arc<Extender>>) -> Response {
-    let cache = ext.cache();
-    let body = Readiness {
-        ready: cache.is_ready(),
-        kinds: cache
+impl Probe for CacheProbe {
+    fn ready(&self) -> Result<(), String> {
+        if self.0.is_ready() {
+            return Ok(());
+        }
+        let waiting: Vec<&str> = self.0.status().into_iter().filter(|k| !k.synced).map(|k| k.kind.as_str()).collect();
+        Err(format!("cluster cache has not synced yet (waiting for {})", waiting.join(", ")))
+    }
+
+    fn detail(&self) -> Map<String, Value> {
+        let kinds: Vec<KindReport> = self
+            .0
             .status()
             .into_iter()
             .map(|s| KindReport { kind: s.kind.as_str(), synced: s.synced, objects: s.objects })
-            .collect(),
-    };
-    let status = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(body)).into_response()
-}
-
-async fn healthz() -> &'static str {
-    "ok"
+            .collect();
+        let mut detail = Map::new();
+        detail.insert("kinds".to_owned(), serde_json::to_value(kinds).unwrap_or_default());
+        detail
+    }
 }

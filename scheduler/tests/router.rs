@@ -225,3 +225,59 @@ async fn debug_decisions_as_json_and_text() {
     let (status, _) = send(&app, get("/debug/decisions?limit=many")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// A wrong content type is refused before a byte of the body is read (a client cannot make the
+/// extender buffer 32 MiB it will refuse anyway).
+#[tokio::test]
+async fn wrong_content_type_is_415_before_the_body_is_read() {
+    let (_w, app) = app();
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = read.clone();
+    let body = futures::stream::once(async move {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{}"))
+    });
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/scheduler/filter")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from_stream(body))
+        .unwrap();
+    let (status, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], 415, "{body}");
+    assert!(v["message"].as_str().unwrap().contains("application/json"), "{body}");
+    assert!(!read.load(std::sync::atomic::Ordering::SeqCst), "the body was read before the content type was checked");
+}
+
+/// Requests beyond the in-flight cap (256 by default) are refused at once with a JSON 503
+/// instead of queueing behind slow ones; the probes stay answerable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_in_flight_cap_are_shed_with_a_json_503() {
+    let (w, app) = app();
+    w.binder.set_delay(Duration::from_secs(30));
+    let bind = |i: usize| {
+        let body =
+            json!({"PodName": format!("pg-{i}"), "PodNamespace": "db", "PodUID": format!("uid-{i}"), "Node": "a1"});
+        post("/scheduler/bind", body.to_string())
+    };
+    let slow: Vec<_> = (0..256).map(|i| tokio::spawn(app.clone().oneshot(bind(i)))).collect();
+    // Wait until all of them are inside the (slow) binder.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while w.binder.calls().len() < 256 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("256 binds in flight");
+    let refused = tokio::time::timeout(Duration::from_secs(2), send(&app, bind(256))).await;
+    let (status, body) = refused.expect("the request beyond the cap was not answered within 2 s (it queued)");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], 503, "{body}");
+    assert_eq!(send(&app, get("/healthz")).await.0, StatusCode::OK);
+    for task in slow {
+        task.abort();
+    }
+}

@@ -1,7 +1,10 @@
-//! The HTTP edge: decode, decide, encode. Bad input gets a precise 4xx with a short JSON body
-//! (`{"code": .., "message": ".."}`), decided as early as possible: the method and
-//! `Content-Type` before the body is touched, `Content-Length` before it is buffered, and a body
-//! that grows past the limit as soon as it crosses it.
+//! The admission endpoint: decode, decide, encode. Bad input gets a precise 4xx with the edge's
+//! JSON error body (`{"code": .., "message": ".."}`, [`stowage_edge::ApiError`]), decided as
+//! early as possible: the method and `Content-Type` before the body is touched,
+//! `Content-Length` before it is buffered, and a body that grows past the limit as soon as it
+//! crosses it. The checks are the edge's (`stowage_edge::{require_json, check_declared, read,
+//! Slots}`), called here so the admission metrics count each refusal by reason; the probes
+//! and the request span are the edge's too.
 
 use std::{
     sync::{
@@ -17,14 +20,12 @@ use axum::{
     error_handling::HandleErrorLayer,
     extract::{Request, State},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::post,
 };
-use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use stowage_policy::{Config, text};
-use tokio::sync::Semaphore;
+use http::{HeaderValue, StatusCode, header};
+use stowage_edge::{ApiError, BodyError, NotJson, Probe, Slots};
+use stowage_policy::Config;
 use tower::{BoxError, ServiceBuilder};
-use tower_http::trace::TraceLayer;
 use tracing::{debug, warn};
 
 use crate::{
@@ -69,7 +70,7 @@ pub struct WebhookState {
     skip_namespaces: Vec<String>,
     limits: Limits,
     /// Review slots ([`Limits::max_in_flight`]).
-    slots: Arc<Semaphore>,
+    slots: Slots,
     ready: AtomicBool,
     metrics: AdmissionMetrics,
 }
@@ -94,7 +95,7 @@ impl WebhookState {
             members: Arc::new(NoMembers),
             skip_namespaces: Vec::new(),
             limits: Limits::default(),
-            slots: Arc::new(Semaphore::new(Limits::default().max_in_flight)),
+            slots: Slots::new(Limits::default().max_in_flight),
             ready: AtomicBool::new(false),
             metrics,
         }
@@ -118,7 +119,7 @@ impl WebhookState {
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
-        self.slots = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
+        self.slots = Slots::new(limits.max_in_flight);
         self
     }
 
@@ -159,9 +160,9 @@ pub enum Reject {
     /// Not a POST.
     #[error("method {0} is not allowed; use POST")]
     Method(String),
-    /// Not `application/json` (the header as received, cut short).
-    #[error("Content-Type must be application/json, got {0:?}")]
-    ContentType(String),
+    /// Not `application/json`.
+    #[error(transparent)]
+    ContentType(#[from] NotJson),
     /// Body larger than the limit.
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
@@ -216,11 +217,19 @@ impl Reject {
     }
 }
 
+impl From<BodyError> for Reject {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::Declared { limit, .. } | BodyError::TooLarge(limit) => Self::TooLarge(limit),
+            BodyError::Unreadable => Self::BodyRead,
+            BodyError::TimedOut(d) => Self::BodyTimeout(d),
+        }
+    }
+}
+
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = serde_json::json!({"code": status.as_u16(), "message": self.to_string()});
-        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        let mut response = ApiError::new(self.status(), self.to_string()).into_response();
         if matches!(self, Self::Method(_)) {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         }
@@ -254,25 +263,17 @@ pub fn router(state: Arc<WebhookState>) -> Router {
             // (Review slots are taken inside, once the body is in: see `review`.)
             .timeout(limits.timeout),
     );
-    Router::new()
-        .route("/mutate", mutate)
-        // Trace admission requests; the probes below are added after it and stay out of traces.
-        .layer(TraceLayer::new_for_http())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
+    let probe: Arc<dyn Probe> = Arc::new(ReadyFlag(Arc::clone(&state)));
+    // Trace admission requests; the probes stay out of traces.
+    stowage_edge::traced(Router::new().route("/mutate", mutate)).merge(stowage_edge::probes(probe)).with_state(state)
 }
 
-async fn healthz() -> &'static str {
-    "ok"
-}
+/// `/readyz` follows [`WebhookState::set_ready`].
+struct ReadyFlag(Arc<WebhookState>);
 
-async fn readyz(State(state): State<Arc<WebhookState>>) -> Response {
-    if state.is_ready() {
-        "ok".into_response()
-    } else {
-        let body = serde_json::json!({"code": 503, "message": "not ready"}).to_string();
-        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+impl Probe for ReadyFlag {
+    fn ready(&self) -> Result<(), String> {
+        if self.0.is_ready() { Ok(()) } else { Err(String::new()) }
     }
 }
 
@@ -295,23 +296,14 @@ async fn mutate(State(state): State<Arc<WebhookState>>, request: Request) -> Res
 }
 
 async fn review(state: Arc<WebhookState>, request: Request, started: Instant) -> Result<Response, Reject> {
-    check_content_type(request.headers())?;
+    stowage_edge::require_json(request.headers())?;
     let limit = state.limits.max_body_bytes;
-    if let Some(length) = request.headers().get(header::CONTENT_LENGTH) {
-        let length: u64 = length.to_str().ok().and_then(|s| s.parse().ok()).ok_or(Reject::BodyRead)?;
-        if length > limit as u64 {
-            return Err(Reject::TooLarge(limit));
-        }
-    }
+    stowage_edge::check_declared(request.headers(), limit)?;
     let body_timeout = state.limits.body_timeout.min(state.limits.timeout);
-    let body = tokio::time::timeout(body_timeout, Limited::new(request.into_body(), limit).collect())
-        .await
-        .map_err(|_| Reject::BodyTimeout(body_timeout))?
-        .map_err(|e| if e.is::<LengthLimitError>() { Reject::TooLarge(limit) } else { Reject::BodyRead })?
-        .to_bytes();
+    let body = stowage_edge::read(request.into_body(), limit, body_timeout).await?;
     // A slot only now that the body is in: a client trickling its body holds none. Refuse at
     // once when every slot is taken; queueing would spend the apiserver's timeout.
-    let slot = Arc::clone(&state.slots).try_acquire_owned().map_err(|_| Reject::Overloaded)?;
+    let slot = state.slots.try_take().map_err(|_| Reject::Overloaded)?;
     // Decoding and deciding are CPU work: off the I/O threads. The router's timeout still
     // answers the client in time; the slot is held until the work ends, so at most
     // `max_in_flight` decisions ever run.
@@ -355,18 +347,4 @@ fn decide_and_encode(state: &WebhookState, body: &[u8], started: Instant) -> Res
 
     let body = serde_json::to_vec(&AdmissionReview::from_response(verdict.response)).map_err(|_| Reject::Internal)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// Longest header value quoted in an error.
-const MAX_HEADER_ECHO: usize = 128;
-
-/// Accepts `application/json` with any parameters (`; charset=utf-8`), case-insensitively.
-fn check_content_type(headers: &HeaderMap) -> Result<(), Reject> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(Reject::ContentType(String::new()));
-    };
-    let quote = |s: &str| text::clip(s, MAX_HEADER_ECHO);
-    let value = value.to_str().map_err(|_| Reject::ContentType(quote(&String::from_utf8_lossy(value.as_bytes()))))?;
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(Reject::ContentType(quote(value))) }
 }

@@ -1,12 +1,13 @@
 //! Baseline servers: the same accept loop, TLS and HTTP stack as stowage
-//! ([`stowage_certs::serve_tls`] / [`stowage_certs::serve_plain`] + axum), with handlers that read
+//! ([`stowage_edge::serve_tls`] / [`stowage_edge::serve_plain`] + axum), with handlers that read
 //! the body and return a fixed minimal answer. Comparing stowage with these isolates the cost of
 //! stowage's own handlers from the cost of the transport.
 
 use std::{future::Future, path::Path, sync::Arc};
 
 use axum::{Router, body::Bytes, http::header, response::IntoResponse, routing::post};
-use stowage_certs::{CertPaths, ReloadingCert, ServeOptions, serve_plain, serve_tls, server_config};
+use stowage_certs::{CertPaths, ReloadingCert, server_config};
+use stowage_edge::{ServeOptions, serve_plain, serve_tls};
 use tokio::net::TcpListener;
 
 /// The fixed answer of the empty webhook: allowed, no patch.

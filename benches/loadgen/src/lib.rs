@@ -2,7 +2,7 @@
 //!
 //! - [`client`]: a keep-alive HTTP/1.1 load generator (plain or TLS): N connections for a fixed
 //!   time, every response verified, latencies in an HdrHistogram;
-//! - [`empty`]: baseline servers on the same stack as stowage (`stowage_certs::serve_tls` /
+//! - [`empty`]: baseline servers on the same stack as stowage (`stowage_edge::serve_tls` /
 //!   `serve_plain` + axum) whose handlers return a fixed minimal answer;
 //! - [`fixtures`]: admission reviews (a StatefulSet pod and a large pod) and extender arguments;
 //! - [`report`]: result files, tables, process CPU time and the machine description.

@@ -1,21 +1,23 @@
-//! Serving an axum router over TLS ([`serve_tls`]) or plain TCP ([`serve_plain`]).
+//! The accept loop: serving a router over TLS ([`serve_tls`]) or plain TCP ([`serve_plain`]).
 //!
-//! Both share one accept loop, generic over the handshake:
+//! Both share one loop, generic over the handshake:
 //! - each connection runs in its own task: the TLS handshake (bounded by
-//!   [`ServeOptions::handshake_timeout`]), then HTTP/1.1 with keep-alive;
-//! - at most [`ServeOptions::max_connections`] connections are open at once; while the cap is
-//!   reached nothing is accepted and new connections wait in the listen backlog, so a flood of
-//!   idle connections costs a bounded amount of memory;
-//! - a client that does not finish sending a request head within
-//!   [`ServeOptions::header_read_timeout`] is disconnected (slowloris);
+//!   [`ServeOptions::handshake_timeout`]), then HTTP (see [`Protocol`]) with keep-alive;
+//! - **connection cap**: at most [`ServeOptions::max_connections`] connections are open at
+//!   once; while the cap is reached nothing is accepted and new connections wait in the listen
+//!   backlog, so a flood of idle connections costs a bounded amount of memory;
+//! - **header read timeout**: a request head (and a new connection's first one) must arrive
+//!   within [`ServeOptions::header_read_timeout`] (see `head_timeout`);
+//! - **idle timeout**: a keep-alive connection waiting longer than
+//!   [`ServeOptions::idle_timeout`] for its next request is closed;
 //! - accept errors (e.g. out of file descriptors) are logged and retried after a short,
 //!   growing pause; they never end the loop. Failed handshakes are logged at `debug`;
 //! - when `shutdown` resolves, the listener is closed, idle connections are closed, in-flight
 //!   requests finish, and connections still open after [`ServeOptions::drain_timeout`] are
 //!   dropped.
 //!
-//! Per-request timeouts, body size limits and concurrency limits belong to the router (tower
-//! layers), not here: the limits differ between the webhook, the extender and the admin port.
+//! Request limits (body size, content type, deadline, load shedding) are router layers
+//! ([`crate::ApiLimits`]): they differ between the webhook, the extender and the admin port.
 
 use std::future::Future;
 use std::io;
@@ -25,15 +27,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
 use tracing::{debug, error, info, warn};
+
+use crate::head_timeout::{HeadClock, Watched};
+use crate::protocol::Protocol;
 
 /// First pause after a failed `accept`; doubled on each consecutive failure.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -45,23 +52,31 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct ServeOptions {
     /// Longest TLS handshake. Default 5 s.
     pub handshake_timeout: Duration,
-    /// Longest time to receive a complete request head. hyper restarts this timer whenever it
-    /// waits for a request, so it also closes keep-alive connections idle for longer.
-    /// Default 5 s.
+    /// Longest time from the first byte of a request head (or from a new connection's
+    /// handshake) to the complete head. Keep it below the request deadlines: a client cannot
+    /// hold a connection by trickling a head. Default 1 s.
     pub header_read_timeout: Duration,
+    /// Keep-alive connections idle longer than this between requests are closed. Keep it
+    /// above the clients' own idle timeout (Go's default is 90 s), so the server never closes
+    /// a connection a client is about to reuse. Default 120 s.
+    pub idle_timeout: Duration,
     /// Longest wait for in-flight connections after shutdown is asked. Default 10 s.
     pub drain_timeout: Duration,
     /// Most connections open at once (at least 1). Default 1024.
     pub max_connections: usize,
+    /// HTTP/1.1 only (default), or HTTP/1.1 and HTTP/2.
+    pub protocol: Protocol,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(5),
-            header_read_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(120),
             drain_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            protocol: Protocol::Http1,
         }
     }
 }
@@ -109,8 +124,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let local = listener.local_addr()?;
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).keep_alive(true);
+    let http = opts.protocol.builder(opts.idle_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
@@ -128,14 +142,7 @@ where
                     if let Err(e) = tcp.set_nodelay(true) {
                         debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                     }
-                    connections.spawn(connection(
-                        handshake(tcp),
-                        peer,
-                        http.clone(),
-                        app.clone(),
-                        opts.handshake_timeout,
-                        stop_rx.clone(),
-                    ));
+                    connections.spawn(connection(handshake(tcp), peer, http.clone(), app.clone(), opts, stop_rx.clone()));
                 }
                 Err(e) if is_per_connection(&e) => debug!(%local, error = %e, "accept: connection failed"),
                 Err(e) => {
@@ -168,36 +175,52 @@ where
     Ok(())
 }
 
-/// One connection: handshake, then HTTP/1.1 until the peer leaves or shutdown drains it.
+/// One connection: handshake, then HTTP until the peer leaves, its head is overdue, or
+/// shutdown drains it.
 async fn connection<F, IO>(
     handshake: F,
     peer: SocketAddr,
-    http: http1::Builder,
+    http: auto::Builder<TokioExecutor>,
     app: Router,
-    handshake_timeout: Duration,
+    opts: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) where
     F: Future<Output = io::Result<IO>>,
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = tokio::select! {
-        done = tokio::time::timeout(handshake_timeout, handshake) => match done {
+        done = tokio::time::timeout(opts.handshake_timeout, handshake) => match done {
             Ok(Ok(io)) => io,
             Ok(Err(e)) => {
                 debug!(%peer, error = %e, "handshake failed");
                 return;
             }
             Err(_) => {
-                debug!(%peer, timeout = ?handshake_timeout, "handshake timed out");
+                debug!(%peer, timeout = ?opts.handshake_timeout, "handshake timed out");
                 return;
             }
         },
         () = stopped(&mut stop) => return,
     };
-    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+    let clock = HeadClock::start(opts.header_read_timeout);
+    let heads = Arc::clone(&clock);
+    let service = tower::service_fn(move |request: http::Request<Incoming>| {
+        let request_in_flight = heads.request_started();
+        let app = app.clone();
+        async move {
+            let _request_in_flight = request_in_flight;
+            app.oneshot(request).await
+        }
+    });
+    let conn =
+        http.serve_connection(TokioIo::new(Watched::new(io, Arc::clone(&clock))), TowerToHyperService::new(service));
     let mut conn = pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        () = clock.expired() => {
+            debug!(%peer, timeout = ?opts.header_read_timeout, "request head not received in time; closing");
+            return;
+        }
         () = stopped(&mut stop) => {
             // Finish the request in flight (if any), then close.
             conn.as_mut().graceful_shutdown();
@@ -238,9 +261,11 @@ mod tests {
     fn defaults_are_documented_values() {
         let o = ServeOptions::default();
         assert_eq!(o.handshake_timeout, Duration::from_secs(5));
-        assert_eq!(o.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(o.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(o.idle_timeout, Duration::from_secs(120));
         assert_eq!(o.drain_timeout, Duration::from_secs(10));
         assert_eq!(o.max_connections, 1024);
+        assert_eq!(o.protocol, Protocol::Http1);
     }
 
     #[test]

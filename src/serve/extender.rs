@@ -1,5 +1,6 @@
-//! The extender half of `stowage serve`: the cluster cache (watchers or a snapshot), the
-//! binder, the event publisher, the waiting-pod reporter and the router.
+//! The extender server: the cluster cache (watchers or a snapshot), the binder, the event
+//! publisher, the waiting-pod reporter, the router and its listener (plain on loopback, or TLS
+//! with `--extender-tls`).
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -7,6 +8,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::Router;
 use prometheus_client::registry::Registry;
+use stowage_edge::{ServeOptions, serve_plain, serve_tls};
 use stowage_policy::Config;
 use stowage_scheduler::{
     ClusterCache, Extender, KubeBinder, NoopEvents, RouterOptions,
@@ -17,12 +19,10 @@ use stowage_scheduler::{
     spawn_watchers,
 };
 use tokio::{sync::watch, task::JoinSet};
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::{
-    cli::ServeArgs,
-    serve::{stopped, until_stopped},
-};
+use super::tasks::{bind, server, stopped, until_stopped};
+use crate::cli::ServeArgs;
 
 /// What starting the extender needs.
 pub(crate) struct Inputs<'a> {
@@ -56,6 +56,24 @@ impl Binder for SnapshotBinder {
     }
 }
 
+/// Serves the extender's router on `--extender-addr`, over TLS when `tls` is given.
+pub(crate) async fn listen(
+    args: &ServeArgs,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    serve_opts: ServeOptions,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = bind(args.extender_addr, "extender").await?;
+    match tls {
+        Some(tls) => tasks.spawn(server(serve_tls(listener, tls, router, serve_opts, stopped(stop.clone())))),
+        None => tasks.spawn(server(serve_plain(listener, router, serve_opts, stopped(stop.clone())))),
+    };
+    Ok(())
+}
+
+/// Starts the extender's cache, binder, events and background tasks; returns its router.
 pub(crate) async fn start(inputs: Inputs<'_>) -> anyhow::Result<Started> {
     let Inputs { args, config, client, snapshot, registry, tasks, stop } = inputs;
     let current = config.load_full();
@@ -98,6 +116,9 @@ pub(crate) async fn start(inputs: Inputs<'_>) -> anyhow::Result<Started> {
         }
         (None, Some(path)) => {
             let snap = Snapshot::load(path)?;
+            for warning in &snap.warnings {
+                warn!("{warning}");
+            }
             let cache = Arc::new(ClusterCache::from_snapshot(&snap, &current));
             info!(objects = snap.len(), path = %path.display(), "extender serving from a snapshot");
             (cache, Arc::new(SnapshotBinder), Arc::new(NoopEvents))
@@ -130,7 +151,11 @@ pub(crate) async fn start(inputs: Inputs<'_>) -> anyhow::Result<Started> {
     let extender = Arc::new(Extender::new(Arc::clone(&cache), config, binder, events, registry));
     let router = router_with(
         Arc::clone(&extender),
-        RouterOptions { body_limit: args.extender_max_body_bytes, request_timeout: args.extender_timeout },
+        RouterOptions {
+            body_limit: args.extender_max_body_bytes,
+            request_timeout: args.extender_timeout,
+            max_in_flight: args.extender_max_in_flight,
+        },
     );
     let admin_routes =
         Router::new().route_service("/debug/decisions", router.clone().into_service::<axum::body::Body>());
