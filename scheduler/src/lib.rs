@@ -30,6 +30,8 @@
 
 pub mod binder;
 pub mod cache;
+pub mod decisions;
+mod evaluation;
 pub mod events;
 pub mod explain;
 pub mod extender;
@@ -42,6 +44,7 @@ pub mod service;
 pub mod snapshot;
 #[doc(hidden)]
 pub mod testing;
+mod verbs;
 
 pub use binder::{Binder, FakeBinder, KubeBinder};
 pub use cache::{ClusterCache, spawn_watchers};

@@ -31,10 +31,8 @@
 use std::sync::Arc;
 
 use crate::{
-    cache::Model,
-    framework::{
-        Code, FilterPlugin, MAX_NODE_SCORE, NodeView, PluginName, PodContext, Reason, ScorePlugin, Status, labels_match,
-    },
+    cache::{Model, selector::Labels},
+    framework::{Code, CycleState, LedgerFacts, MAX_NODE_SCORE, NodeView, Plugin, PodContext, Reason, Status},
 };
 
 /// The node reached the pod's density cap.
@@ -68,26 +66,6 @@ pub struct State {
     pub avoid_unlimited: bool,
 }
 
-/// PreFilter: resolves the density class and pool.
-#[must_use]
-pub fn pre_filter(_model: &Model, pod: &PodContext<'_>) -> State {
-    let density = pod.policy.profile.density.as_ref().map(|d| {
-        let profiles = pod
-            .config
-            .profiles
-            .iter()
-            .filter(|(_, p)| p.density.as_ref().is_some_and(|o| o.class == d.class))
-            .map(|(name, _)| Arc::from(name.as_str()))
-            .collect();
-        (d.max_per_node, profiles)
-    });
-    State {
-        density,
-        pool: pod.policy.pool.as_ref().map(|(_, p)| p.node_selector.clone()),
-        avoid_unlimited: pod.policy.profile.neighbours == stowage_policy::config::Neighbours::AvoidUnlimited,
-    }
-}
-
 impl State {
     /// Pods of the density class on a node (bound and in flight).
     #[must_use]
@@ -107,11 +85,31 @@ impl State {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Contention;
 
-impl FilterPlugin for Contention {
-    const NAME: PluginName = PluginName::Contention;
+impl Plugin for Contention {
+    type State = State;
 
-    fn filter(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
-        let st = &state.contention;
+    const NAME: &'static str = "contention";
+
+    /// Resolves the density class and the pool.
+    fn pre_filter(&self, _model: &Model, pod: &PodContext<'_>, _ledger: &LedgerFacts) -> State {
+        let density = pod.policy.profile.density.as_ref().map(|d| {
+            let profiles = pod
+                .config
+                .profiles
+                .iter()
+                .filter(|(_, p)| p.density.as_ref().is_some_and(|o| o.class == d.class))
+                .map(|(name, _)| Arc::from(name.as_str()))
+                .collect();
+            (d.max_per_node, profiles)
+        });
+        State {
+            density,
+            pool: pod.policy.pool.as_ref().map(|(_, p)| p.node_selector.clone()),
+            avoid_unlimited: pod.policy.profile.neighbours == stowage_policy::config::Neighbours::AvoidUnlimited,
+        }
+    }
+
+    fn filter(&self, _cycle: &CycleState<'_>, st: &State, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
         let mut status = Status::success();
         if let Some((max, _)) = &st.density
             && st.class_count(node) >= *max
@@ -125,20 +123,12 @@ impl FilterPlugin for Contention {
         }
         status
     }
-}
 
-fn ratio_permille(used: i64, total: i64) -> i64 {
-    if total <= 0 { 1000 } else { (used.saturating_mul(1000) / total).clamp(0, 1000) }
-}
-
-impl ScorePlugin for Contention {
-    const NAME: PluginName = PluginName::Contention;
-
-    fn active(&self, _state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>) -> bool {
+    fn scores(&self, _st: &State, _pod: &PodContext<'_>) -> bool {
         true
     }
 
-    fn score(&self, state: &crate::framework::CycleState<'_>, pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
+    fn score(&self, _cycle: &CycleState<'_>, st: &State, pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
         let add = node.add;
         let cpu = node.agg.cpu_m + add.map_or(0, |a| a.cpu_m) + pod.resources.cpu_m;
         let mem = node.agg.mem + add.map_or(0, |a| a.mem) + pod.resources.mem;
@@ -151,10 +141,19 @@ impl ScorePlugin for Contention {
         };
         let stateful_penalty = (STATEFUL_PENALTY * stateful).min(STATEFUL_PENALTY_MAX);
         let noisy = NOISY_PENALTY_MAX * burst.permille(node.obj.alloc_cpu_m, node.obj.alloc_mem) / 1000;
-        let pool = match &state.contention.pool {
+        let pool = match &st.pool {
             Some(sel) if labels_match(sel, &node.obj.labels) => POOL_BONUS,
             _ => 0,
         };
         (base - stateful_penalty - noisy + pool).clamp(0, MAX_NODE_SCORE)
     }
+}
+
+fn ratio_permille(used: i64, total: i64) -> i64 {
+    if total <= 0 { 1000 } else { (used.saturating_mul(1000) / total).clamp(0, 1000) }
+}
+
+/// True when every pair of the pool's node selector is among the node's labels.
+fn labels_match(selector: &std::collections::BTreeMap<String, String>, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v.as_str()))
 }

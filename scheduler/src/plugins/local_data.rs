@@ -30,10 +30,7 @@ use stowage_policy::{LocalData as Mode, config::ShapePoint};
 
 use crate::{
     cache::{Model, objects::PvObj, objects::PvPhase},
-    framework::{
-        Code, FilterPlugin, LedgerFacts, NodeSet, NodeView, PluginName, PodContext, Reason, ScorePlugin, Status,
-        broken_linear,
-    },
+    framework::{Code, CycleState, LedgerFacts, NodeSet, NodeView, Plugin, PodContext, Reason, Status, broken_linear},
 };
 
 /// The pod's bound local volume lives on another node.
@@ -122,58 +119,6 @@ fn pin_nodes(model: &Model, pv: &PvObj, out: &mut NodeSet) {
             }
         }
     }
-}
-
-/// PreFilter: resolves the pod's claims, its siblings' volumes and the ledger's reservations.
-#[must_use]
-pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> State {
-    let mode = pod.policy.local_data;
-    let mut st = State { mode: Some(mode), shape: pod.policy.profile.capacity_shape.clone(), ..State::default() };
-    if mode == Mode::Off {
-        return st;
-    }
-    st.reserved = facts.reserved_pvs.clone();
-    let ns = pod.namespace.as_str();
-    for claim in &pod.claims {
-        let Some(pvc) = model.pvc(ns, claim) else { continue };
-        if let Some(pv) = model.pv_for_claim(ns, claim).filter(|_| pvc.volume.is_some()) {
-            if pv.node_pinned() {
-                let mut set = NodeSet::default();
-                pin_nodes(model, pv, &mut set);
-                match &mut st.own_nodes {
-                    Some(own) => own.intersect(&set),
-                    None => st.own_nodes = Some(set),
-                }
-            }
-            continue;
-        }
-        let Some(class) = pvc.class.as_ref().and_then(|c| model.class(c)) else { continue };
-        if !class.wait_for_first_consumer {
-            continue;
-        }
-        if let Some(node) = &pvc.selected_node {
-            st.selected_node = Some(node.clone());
-            continue;
-        }
-        let pending = PendingClaim { class: class.name.clone(), size: pvc.request };
-        if class.no_provisioner() {
-            st.static_claims.push(pending);
-        } else if model.class_has_capacities(&class.name) {
-            st.capacity_claims.push(pending);
-        }
-    }
-    st.static_claims.sort_by_key(|c| std::cmp::Reverse(c.size));
-    if !st.static_claims.is_empty() {
-        st.other_candidates = model
-            .pvs_pinned_other()
-            .filter(|pv| {
-                usable(pv, &st.reserved) && st.static_claims.iter().any(|c| pv.class.as_ref() == Some(&c.class))
-            })
-            .map(|pv| pv.name.clone())
-            .collect();
-    }
-    collect_siblings(model, pod, facts, &mut st.siblings);
-    st
 }
 
 fn collect_siblings(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts, out: &mut NodeSet) {
@@ -286,11 +231,63 @@ fn best_capacity(model: &Model, node: &NodeView<'_>, claim: &PendingClaim) -> Op
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalData;
 
-impl FilterPlugin for LocalData {
-    const NAME: PluginName = PluginName::LocalData;
+impl Plugin for LocalData {
+    type State = State;
 
-    fn filter(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
-        let st = &state.local_data;
+    const NAME: &'static str = "local-data";
+
+    /// Resolves the pod's claims, its siblings' volumes and the ledger's reservations.
+    fn pre_filter(&self, model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> State {
+        let mode = pod.policy.local_data;
+        let mut st = State { mode: Some(mode), shape: pod.policy.profile.capacity_shape.clone(), ..State::default() };
+        if mode == Mode::Off {
+            return st;
+        }
+        st.reserved = facts.reserved_pvs.clone();
+        let ns = pod.namespace.as_str();
+        for claim in &pod.claims {
+            let Some(pvc) = model.pvc(ns, claim) else { continue };
+            if let Some(pv) = model.pv_for_claim(ns, claim).filter(|_| pvc.volume.is_some()) {
+                if pv.node_pinned() {
+                    let mut set = NodeSet::default();
+                    pin_nodes(model, pv, &mut set);
+                    match &mut st.own_nodes {
+                        Some(own) => own.intersect(&set),
+                        None => st.own_nodes = Some(set),
+                    }
+                }
+                continue;
+            }
+            let Some(class) = pvc.class.as_ref().and_then(|c| model.class(c)) else { continue };
+            if !class.wait_for_first_consumer {
+                continue;
+            }
+            if let Some(node) = &pvc.selected_node {
+                st.selected_node = Some(node.clone());
+                continue;
+            }
+            let pending = PendingClaim { class: class.name.clone(), size: pvc.request };
+            if class.no_provisioner() {
+                st.static_claims.push(pending);
+            } else if model.class_has_capacities(&class.name) {
+                st.capacity_claims.push(pending);
+            }
+        }
+        st.static_claims.sort_by_key(|c| std::cmp::Reverse(c.size));
+        if !st.static_claims.is_empty() {
+            st.other_candidates = model
+                .pvs_pinned_other()
+                .filter(|pv| {
+                    usable(pv, &st.reserved) && st.static_claims.iter().any(|c| pv.class.as_ref() == Some(&c.class))
+                })
+                .map(|pv| pv.name.clone())
+                .collect();
+        }
+        collect_siblings(model, pod, facts, &mut st.siblings);
+        st
+    }
+
+    fn filter(&self, cycle: &CycleState<'_>, st: &State, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
         let Some(mode) = st.mode.filter(|m| *m != Mode::Off) else { return Status::success() };
         let mut status = Status::success();
         let own = node.id.is_some_and(|id| st.own_nodes.as_ref().is_some_and(|s| s.contains(id)));
@@ -300,10 +297,10 @@ impl FilterPlugin for LocalData {
         if st.selected_node.as_deref().is_some_and(|n| n != node.name()) {
             status.add(Code::UnschedulableAndUnresolvable, &SELECTED_NODE);
         }
-        if !st.static_claims.is_empty() && !match_static(state_model(state), st, node, |_, _| {}) {
+        if !st.static_claims.is_empty() && !match_static(cycle.model(), st, node, |_, _| {}) {
             status.add(Code::Unschedulable, &NO_LOCAL_PV);
         }
-        if st.capacity_claims.iter().any(|c| best_capacity(state_model(state), node, c).is_none()) {
+        if st.capacity_claims.iter().any(|c| best_capacity(cycle.model(), node, c).is_none()) {
             status.add(Code::Unschedulable, &NO_CAPACITY);
         }
         if mode == Mode::Require && !own && node.id.is_some_and(|id| st.siblings.contains(id)) {
@@ -311,17 +308,12 @@ impl FilterPlugin for LocalData {
         }
         status
     }
-}
 
-impl ScorePlugin for LocalData {
-    const NAME: PluginName = PluginName::LocalData;
-
-    fn active(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>) -> bool {
-        state.local_data.mode.is_some_and(|m| m != Mode::Off) && state.local_data.has_local_volumes()
+    fn scores(&self, st: &State, _pod: &PodContext<'_>) -> bool {
+        st.mode.is_some_and(|m| m != Mode::Off) && st.has_local_volumes()
     }
 
-    fn score(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
-        let st = &state.local_data;
+    fn score(&self, cycle: &CycleState<'_>, st: &State, _pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
         let Some(id) = node.id else { return 0 };
         if st.own_nodes.as_ref().is_some_and(|s| s.contains(id)) {
             return 100;
@@ -329,7 +321,7 @@ impl ScorePlugin for LocalData {
         if st.siblings.contains(id) {
             return 0;
         }
-        let model = state_model(state);
+        let model = cycle.model();
         let (mut sum, mut count) = (0i64, 0i64);
         match_static(model, st, node, |claim, pv| {
             sum += broken_linear(&st.shape, claim.size.saturating_mul(100) / pv.capacity.max(1));
@@ -342,11 +334,6 @@ impl ScorePlugin for LocalData {
         }
         if count == 0 { 0 } else { sum / count }
     }
-}
-
-/// The model the cycle was prepared from.
-fn state_model<'m>(state: &crate::framework::CycleState<'m>) -> &'m Model {
-    state.model()
 }
 
 /// Picks, for each unbound claim of a no-provisioner WaitForFirstConsumer class, the PV the

@@ -39,8 +39,8 @@ use std::sync::Arc;
 use stowage_policy::{Spread, group};
 
 use crate::{
-    cache::{Model, NodeId},
-    framework::{Code, FilterPlugin, LedgerFacts, NodeView, PluginName, PodContext, Reason, ScorePlugin, Status},
+    cache::{Model, NodeId, ZoneId},
+    framework::{Code, CycleState, FilterOutcome, LedgerFacts, NodeView, Plugin, PodContext, Reason, Status},
 };
 
 /// The quorum guard refuses the zone.
@@ -116,7 +116,7 @@ impl State {
 
     /// Members in a zone.
     #[must_use]
-    pub fn zone_count(&self, zone: Option<crate::cache::ZoneId>) -> u32 {
+    pub fn zone_count(&self, zone: Option<ZoneId>) -> u32 {
         zone.and_then(|z| self.zone_counts.get(usize::from(z)).copied()).unwrap_or(0)
     }
 
@@ -125,27 +125,11 @@ impl State {
     pub fn node_count(&self, id: Option<NodeId>) -> u32 {
         id.and_then(|id| self.node_counts.iter().find(|(n, _)| *n == id).map(|(_, c)| *c)).unwrap_or(0)
     }
-
-    /// `zone=count` pairs for messages (decisions, events): zones holding members and zones with
-    /// a node the pod may use. Zones of nodes the pod cannot use (other pools, other tenants) are
-    /// left out, so `c=0` always means "the pod could go to zone c".
-    #[must_use]
-    pub fn zone_summary(&self, model: &Model, pod: &PodContext<'_>) -> Vec<(String, u32)> {
-        (0..model.zones().len())
-            .filter_map(|i| {
-                let z = crate::cache::ZoneId::try_from(i).ok()?;
-                let c = self.zone_counts.get(i).copied().unwrap_or(0);
-                // Required spread already worked the usable zones out (members included).
-                let usable = || self.eligible.get(i).copied().unwrap_or_else(|| usable_zone(model, z, pod));
-                (c > 0 || usable()).then(|| (model.zone_name(z).to_owned(), c))
-            })
-            .collect()
-    }
 }
 
 /// True when zone `z` has a schedulable node that the pod's `nodeSelector` and required node
 /// affinity admit.
-fn usable_zone(model: &Model, z: crate::cache::ZoneId, pod: &PodContext<'_>) -> bool {
+fn usable_zone(model: &Model, z: ZoneId, pod: &PodContext<'_>) -> bool {
     model.zone_nodes(z).iter().any(|id| model.slot(*id).obj.as_ref().is_some_and(|o| !o.unschedulable && pod.admits(o)))
 }
 
@@ -156,79 +140,79 @@ fn bump(counts: &mut Vec<(NodeId, u32)>, id: NodeId) {
     }
 }
 
-/// PreFilter: counts the group's members per zone and node.
-#[must_use]
-pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> State {
-    let policy = &pod.policy;
-    let mut st = State {
-        n: pod.members,
-        separate_primaries: pod.primary && policy.profile.separate_primaries,
-        zone_counts: vec![0; model.zones().len()],
-        ..State::default()
-    };
-    let Some(group) = pod.group() else { return st };
-    st.grouped = true;
-    st.quorum = group::quorum_guarded(policy.quorum, pod.members);
-    st.max_per_zone = group::quorum_limit(pod.members);
-    st.zone_spread = Some(policy.zone_spread);
-    st.node_spread = Some(policy.node_spread);
-
-    let same_pod = |ns: &str, name: &str| ns == pod.namespace && name == pod.name;
-    let mut counted: Vec<&Arc<str>> = Vec::new();
-    let place = |st: &mut State, node: &str| match model.node_id(node) {
-        Some(id) => {
-            bump(&mut st.node_counts, id);
-            match model.slot(id).zone {
-                Some(z) => st.zone_counts[usize::from(z)] += 1,
-                None => st.no_zone += 1,
-            }
-        }
-        None => st.no_zone += 1,
-    };
-    for m in model.group_members(&group.namespace, &group.name) {
-        if m.terminating || same_pod(&m.namespace, &m.name) {
-            continue;
-        }
-        if let Some(node) = m.node.as_ref().or(m.nominated.as_ref()) {
-            place(&mut st, node);
-            counted.push(&m.uid);
-        }
-    }
-    for (uid, name, node) in &facts.group_placements {
-        if same_pod(&group.namespace, name) || counted.contains(&uid) {
-            continue;
-        }
-        place(&mut st, node);
-        counted.push(uid);
-    }
-
-    if policy.zone_spread == Spread::Required {
-        st.min_domains = group::min_domains(Some(pod.members), policy.profile.min_domains);
-        st.eligible = (0..model.zones().len())
-            .map(|i| {
-                let Ok(z) = crate::cache::ZoneId::try_from(i) else { return false };
-                st.zone_counts[i] > 0 || usable_zone(model, z, pod)
-            })
-            .collect();
-        let eligible = st.eligible.iter().filter(|e| **e).count();
-        st.global_min = if eligible < st.min_domains as usize {
-            0
-        } else {
-            st.eligible.iter().zip(&st.zone_counts).filter(|(e, _)| **e).map(|(_, c)| *c).min().unwrap_or(0)
-        };
-    }
-    st
-}
-
 /// The ZoneSpread plugin.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ZoneSpread;
 
-impl FilterPlugin for ZoneSpread {
-    const NAME: PluginName = PluginName::ZoneSpread;
+impl Plugin for ZoneSpread {
+    type State = State;
 
-    fn filter(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
-        let st = &state.zone_spread;
+    const NAME: &'static str = "zone-spread";
+
+    /// Counts the group's members per zone and node.
+    fn pre_filter(&self, model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> State {
+        let policy = &pod.policy;
+        let mut st = State {
+            n: pod.members,
+            separate_primaries: pod.primary && policy.profile.separate_primaries,
+            zone_counts: vec![0; model.zones().len()],
+            ..State::default()
+        };
+        let Some(group) = pod.group() else { return st };
+        st.grouped = true;
+        st.quorum = group::quorum_guarded(policy.quorum, pod.members);
+        st.max_per_zone = group::quorum_limit(pod.members);
+        st.zone_spread = Some(policy.zone_spread);
+        st.node_spread = Some(policy.node_spread);
+
+        let same_pod = |ns: &str, name: &str| ns == pod.namespace && name == pod.name;
+        let mut counted: Vec<&Arc<str>> = Vec::new();
+        let place = |st: &mut State, node: &str| match model.node_id(node) {
+            Some(id) => {
+                bump(&mut st.node_counts, id);
+                match model.slot(id).zone {
+                    Some(z) => st.zone_counts[usize::from(z)] += 1,
+                    None => st.no_zone += 1,
+                }
+            }
+            None => st.no_zone += 1,
+        };
+        for m in model.group_members(&group.namespace, &group.name) {
+            if m.terminating || same_pod(&m.namespace, &m.name) {
+                continue;
+            }
+            if let Some(node) = m.node.as_ref().or(m.nominated.as_ref()) {
+                place(&mut st, node);
+                counted.push(&m.uid);
+            }
+        }
+        for (uid, name, node) in &facts.group_placements {
+            if same_pod(&group.namespace, name) || counted.contains(&uid) {
+                continue;
+            }
+            place(&mut st, node);
+            counted.push(uid);
+        }
+
+        if policy.zone_spread == Spread::Required {
+            st.min_domains = group::min_domains(Some(pod.members), policy.profile.min_domains);
+            st.eligible = (0..model.zones().len())
+                .map(|i| {
+                    let Ok(z) = ZoneId::try_from(i) else { return false };
+                    st.zone_counts[i] > 0 || usable_zone(model, z, pod)
+                })
+                .collect();
+            let eligible = st.eligible.iter().filter(|e| **e).count();
+            st.global_min = if eligible < st.min_domains as usize {
+                0
+            } else {
+                st.eligible.iter().zip(&st.zone_counts).filter(|(e, _)| **e).map(|(_, c)| *c).min().unwrap_or(0)
+            };
+        }
+        st
+    }
+
+    fn filter(&self, _cycle: &CycleState<'_>, st: &State, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
         let mut status = Status::success();
         if st.separate_primaries && node.agg.primaries + node.add.map_or(0, |a| a.primaries) > 0 {
             status.add(Code::Unschedulable, &PRIMARIES);
@@ -257,19 +241,13 @@ impl FilterPlugin for ZoneSpread {
         }
         status
     }
-}
 
-impl ScorePlugin for ZoneSpread {
-    const NAME: PluginName = PluginName::ZoneSpread;
-
-    fn active(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>) -> bool {
-        let st = &state.zone_spread;
+    fn scores(&self, st: &State, _pod: &PodContext<'_>) -> bool {
         st.grouped && (st.zone_spread != Some(Spread::Off) || st.node_spread != Some(Spread::Off))
     }
 
-    /// Raw crowding (lower is better); [`ScorePlugin::normalize_score`] turns it into 0..100.
-    fn score(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
-        let st = &state.zone_spread;
+    /// Raw crowding (lower is better); [`Plugin::normalize_score`] turns it into 0..100.
+    fn score(&self, _cycle: &CycleState<'_>, st: &State, _pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
         let mut r = 0i64;
         if st.zone_spread != Some(Spread::Off) {
             let z = if node.zone_name().is_some() { st.zone_count(node.zone) } else { st.n };
@@ -281,12 +259,76 @@ impl ScorePlugin for ZoneSpread {
         r
     }
 
-    fn normalize_score(&self, _state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, scores: &mut [i64]) {
+    fn normalize_score(&self, _st: &State, _pod: &PodContext<'_>, scores: &mut [i64]) {
         let (Some(min), Some(max)) = (scores.iter().min().copied(), scores.iter().max().copied()) else { return };
         for s in scores.iter_mut() {
             *s = if max == min { 100 } else { 100 * (max - *s) / (max - min) };
         }
     }
+}
+
+/// The group's members per zone as this cycle counted them (`zone=count` pairs for decisions,
+/// events and explain): zones holding members and zones with a node the pod may use. Zones of
+/// nodes the pod cannot use (other pools, other tenants) are left out, so `c=0` always means
+/// "the pod could go to zone c". `None` when the pod has no group.
+#[must_use]
+pub fn zone_summary(cycle: &CycleState<'_>, pod: &PodContext<'_>) -> Option<Vec<(String, u32)>> {
+    let st = cycle.read::<ZoneSpread>().filter(|st| st.grouped)?;
+    let model = cycle.model();
+    Some(
+        (0..model.zones().len())
+            .filter_map(|i| {
+                let z = ZoneId::try_from(i).ok()?;
+                let c = st.zone_counts.get(i).copied().unwrap_or(0);
+                // Required spread already worked the usable zones out (members included).
+                let usable = || st.eligible.get(i).copied().unwrap_or_else(|| usable_zone(model, z, pod));
+                (c > 0 || usable()).then(|| (model.zone_name(z).to_owned(), c))
+            })
+            .collect(),
+    )
+}
+
+/// Most members of the group one zone may hold with this pod added (see [`State::zone_limit`]).
+#[must_use]
+pub fn zone_limit(cycle: &CycleState<'_>) -> Option<u32> {
+    cycle.read::<ZoneSpread>().and_then(State::zone_limit)
+}
+
+/// Why zone rules left the pod without a feasible node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The quorum guard refused some node.
+    pub quorum: bool,
+    /// floor((n−1)/2), the quorum guard's limit per zone.
+    pub max_per_zone: u32,
+    /// Every distinct reason this plugin gave, in the order found.
+    pub reasons: Vec<&'static str>,
+}
+
+/// The zone rules' part in a filter that refused every node: `None` when some node passed, no
+/// node was sent, or this plugin refused none of them.
+#[must_use]
+pub fn refusal(cycle: &CycleState<'_>, outcomes: &[FilterOutcome]) -> Option<Refusal> {
+    if outcomes.is_empty() || outcomes.iter().any(|o| o.status.is_success()) {
+        return None;
+    }
+    let mut found = None::<Refusal>;
+    for o in outcomes.iter().filter(|o| o.plugin == Some(ZoneSpread::NAME)) {
+        let r = found.get_or_insert_with(|| Refusal {
+            quorum: false,
+            max_per_zone: cycle.read::<ZoneSpread>().map_or(0, |st| st.max_per_zone),
+            reasons: Vec::new(),
+        });
+        for reason in o.status.reasons() {
+            if std::ptr::eq(reason, &QUORUM) || std::ptr::eq(reason, &QUORUM_NO_ZONE) {
+                r.quorum = true;
+            }
+            if !r.reasons.contains(&reason.message) {
+                r.reasons.push(reason.message);
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
