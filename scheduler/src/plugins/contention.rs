@@ -157,3 +157,93 @@ fn ratio_permille(used: i64, total: i64) -> i64 {
 fn labels_match(selector: &std::collections::BTreeMap<String, String>, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v.as_str()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        plugins::table::{Got, pass, run},
+        snapshot::Snapshot,
+        testing::{PodBuilder, node},
+    };
+
+    fn snapshot(pods: Vec<k8s_openapi::api::core::v1::Pod>) -> Snapshot {
+        Snapshot {
+            nodes: vec![node("n1", Some("a"), "8", "32Gi"), node("n2", Some("b"), "8", "32Gi")],
+            pods,
+            ..Snapshot::default()
+        }
+    }
+
+    fn db(name: &str) -> PodBuilder {
+        PodBuilder::new("db", name).member("pg", name)
+    }
+
+    #[test]
+    fn filter_cases() {
+        let density = "profiles:\n  pg: {density: {maxPerNode: 1}}\n";
+        let avoid = "profiles:\n  pg: {neighbours: avoid-unlimited}\n";
+        // (case, config, pods on n1, expected on n1)
+        let cases: Vec<(&str, &str, Vec<PodBuilder>, Got)> = vec![
+            (
+                "density cap reached",
+                density,
+                vec![db("other").guaranteed("1", "1Gi")],
+                Got { code: Code::Unschedulable, reason: DENSITY.message, score: None },
+            ),
+            ("density cap not reached", density, vec![], pass(None)),
+            (
+                "a pod of another profile is not of the class",
+                density,
+                vec![PodBuilder::new("apps", "web").guaranteed("1", "1Gi")],
+                pass(None),
+            ),
+            (
+                "a BestEffort neighbour under avoid-unlimited",
+                avoid,
+                vec![PodBuilder::new("apps", "web")],
+                Got { code: Code::Unschedulable, reason: UNLIMITED_NEIGHBOUR.message, score: None },
+            ),
+            (
+                "a neighbour with limits under avoid-unlimited",
+                avoid,
+                vec![PodBuilder::new("apps", "web").guaranteed("1", "1Gi")],
+                pass(None),
+            ),
+            ("a BestEffort neighbour without the rule", density, vec![PodBuilder::new("apps", "web")], pass(None)),
+        ];
+        for (case, config, pods, want) in cases {
+            let snap = snapshot(pods.into_iter().map(|p| p.node("n1").build()).collect());
+            let got = run(Contention, config, &snap, &db("pg-0").build(), &["n1"]).remove(0);
+            assert_eq!(Got { score: None, ..got }, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn score_cases() {
+        let config = "profiles:\n  pg: {}\n";
+        // score = clamp(100·(1 − u) − stateful − noisy + pool, 0, 100), u the fuller of cpu and memory.
+        let cases: Vec<(&str, Vec<PodBuilder>, i64)> = vec![
+            ("an empty node", vec![], 100),
+            ("half of the cpu requested", vec![PodBuilder::new("apps", "web").guaranteed("4", "1Gi")], 50),
+            ("half of the memory requested", vec![PodBuilder::new("apps", "web").guaranteed("1", "16Gi")], 50),
+            ("an opted-in neighbour costs 10", vec![db("other").guaranteed("1", "4Gi")], 87 - STATEFUL_PENALTY),
+            (
+                "four opted-in neighbours cost only the cap",
+                (0..4).map(|i| db(&format!("o{i}")).guaranteed("100m", "128Mi")).collect(),
+                95 - STATEFUL_PENALTY_MAX,
+            ),
+            (
+                "a BestEffort neighbour can take the whole node",
+                vec![PodBuilder::new("apps", "web")],
+                100 - NOISY_PENALTY_MAX,
+            ),
+            ("a full node", vec![PodBuilder::new("apps", "web").guaranteed("8", "32Gi")], 0),
+        ];
+        for (case, pods, want) in cases {
+            let snap = snapshot(pods.into_iter().map(|p| p.node("n1").build()).collect());
+            let got = run(Contention, config, &snap, &db("pg-0").build(), &["n1"]).remove(0);
+            assert_eq!(got, pass(Some(want)), "{case}");
+        }
+    }
+}

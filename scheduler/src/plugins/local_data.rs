@@ -375,3 +375,235 @@ pub fn likely_static_pvs(
     }
     picked
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        plugins::table::{Got, pass, run},
+        snapshot::Snapshot,
+        testing::{HOSTNAME, PodBuilder, bound_local_pv, capacity, local_pv, node, pvc, statefulset, storage_class},
+    };
+
+    const NO_PROVISIONER: &str = crate::cache::objects::NO_PROVISIONER;
+    const REQUIRE: &str = "profiles:\n  pg: {localData: require}\n";
+    const PREFER: &str = "profiles:\n  pg: {localData: prefer}\n";
+    const OFF: &str = "profiles:\n  pg: {localData: off}\n";
+
+    /// Nodes n1, n2, n3; a no-provisioner class `local` and a provisioned class `csi`, both
+    /// WaitForFirstConsumer; `csi` has 10Gi of capacity on n2 only.
+    fn snapshot() -> Snapshot {
+        let on_n2 = BTreeMap::from([(HOSTNAME.to_owned(), "n2".to_owned())]);
+        Snapshot {
+            nodes: vec![
+                node("n1", Some("a"), "8", "32Gi"),
+                node("n2", Some("b"), "8", "32Gi"),
+                node("n3", Some("c"), "8", "32Gi"),
+            ],
+            storage_classes: vec![
+                storage_class("local", NO_PROVISIONER, true),
+                storage_class("csi", "csi.example", true),
+            ],
+            csi_storage_capacities: vec![capacity("kube-system", "cap-n2", "csi", &on_n2, "10Gi", None)],
+            ..Snapshot::default()
+        }
+    }
+
+    /// pg-0 with its data bound to a local PV on n1.
+    fn with_own_data(mut s: Snapshot) -> Snapshot {
+        s.persistent_volumes.push(bound_local_pv("pv-n1", "n1", "local", "10Gi", "db", "data-pg-0"));
+        s.persistent_volume_claims.push(pvc("db", "data-pg-0", "local", "10Gi", Some("pv-n1")));
+        s
+    }
+
+    /// An unbound claim `data-pg-0` of `class` requesting `size`.
+    fn with_pending(mut s: Snapshot, class: &str, size: &str) -> Snapshot {
+        s.persistent_volume_claims.push(pvc("db", "data-pg-0", class, size, None));
+        s
+    }
+
+    /// A sibling pg-1 on n1 whose data is bound to a local PV there.
+    fn with_sibling(mut s: Snapshot) -> Snapshot {
+        s.persistent_volumes.push(bound_local_pv("pv-sib", "n1", "local", "10Gi", "db", "data-pg-1"));
+        s.persistent_volume_claims.push(pvc("db", "data-pg-1", "local", "10Gi", Some("pv-sib")));
+        s.pods.push(PodBuilder::new("db", "pg-1").member("pg", "pg").claim("data-pg-1").node("n1").build());
+        s
+    }
+
+    fn pv(mut s: Snapshot, name: &str, host: &str, size: &str) -> Snapshot {
+        s.persistent_volumes.push(local_pv(name, host, "local", size));
+        s
+    }
+
+    fn pod(claims: &[&str]) -> k8s_openapi::api::core::v1::Pod {
+        claims.iter().fold(PodBuilder::new("db", "pg-0").member("pg", "pg"), |p, c| p.claim(c)).build()
+    }
+
+    /// (case, config, snapshot, the pod's claims, node, expected)
+    type FilterCase<'a> = (&'a str, &'a str, Snapshot, &'a [&'a str], &'a str, Got);
+    /// (case, config, snapshot, the pod's claims, nodes, expected scores)
+    type ScoreCase<'a> = (&'a str, &'a str, Snapshot, &'a [&'a str], &'a [&'a str], &'a [Option<i64>]);
+
+    fn refused(code: Code, reason: &Reason) -> Got {
+        Got { code, reason: reason.message, score: None }
+    }
+
+    #[test]
+    fn filter_cases() {
+        let two_claims = |s: Snapshot| {
+            let mut s = with_pending(s, "local", "5Gi");
+            s.persistent_volume_claims.push(pvc("db", "log-pg-0", "local", "5Gi", None));
+            s
+        };
+        let cases: Vec<FilterCase<'_>> = vec![
+            ("own bound data: its node", REQUIRE, with_own_data(snapshot()), &["data-pg-0"], "n1", pass(None)),
+            (
+                "own bound data: elsewhere",
+                REQUIRE,
+                with_own_data(snapshot()),
+                &["data-pg-0"],
+                "n2",
+                refused(Code::UnschedulableAndUnresolvable, &LOCAL_VOLUME),
+            ),
+            ("own bound data with local-data off", OFF, with_own_data(snapshot()), &["data-pg-0"], "n2", pass(None)),
+            (
+                "pending claim: a PV large enough",
+                REQUIRE,
+                pv(with_pending(snapshot(), "local", "5Gi"), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0"],
+                "n2",
+                pass(None),
+            ),
+            (
+                "pending claim: no PV on the node",
+                REQUIRE,
+                pv(with_pending(snapshot(), "local", "5Gi"), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0"],
+                "n3",
+                refused(Code::Unschedulable, &NO_LOCAL_PV),
+            ),
+            (
+                "pending claim: the PV is too small",
+                REQUIRE,
+                pv(with_pending(snapshot(), "local", "20Gi"), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0"],
+                "n2",
+                refused(Code::Unschedulable, &NO_LOCAL_PV),
+            ),
+            (
+                "two pending claims need two PVs",
+                REQUIRE,
+                pv(two_claims(snapshot()), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0", "log-pg-0"],
+                "n2",
+                refused(Code::Unschedulable, &NO_LOCAL_PV),
+            ),
+            (
+                "two pending claims, two PVs",
+                REQUIRE,
+                pv(pv(two_claims(snapshot()), "pv-n2", "n2", "10Gi"), "pv-n2b", "n2", "5Gi"),
+                &["data-pg-0", "log-pg-0"],
+                "n2",
+                pass(None),
+            ),
+            (
+                "provisioned claim: capacity on the node",
+                REQUIRE,
+                with_pending(snapshot(), "csi", "5Gi"),
+                &["data-pg-0"],
+                "n2",
+                pass(None),
+            ),
+            (
+                "provisioned claim: no capacity on the node",
+                REQUIRE,
+                with_pending(snapshot(), "csi", "5Gi"),
+                &["data-pg-0"],
+                "n3",
+                refused(Code::Unschedulable, &NO_CAPACITY),
+            ),
+            (
+                "provisioned claim: larger than the capacity",
+                REQUIRE,
+                with_pending(snapshot(), "csi", "20Gi"),
+                &["data-pg-0"],
+                "n2",
+                refused(Code::Unschedulable, &NO_CAPACITY),
+            ),
+            (
+                "a sibling's volume under require",
+                REQUIRE,
+                with_sibling(snapshot()),
+                &[],
+                "n1",
+                refused(Code::Unschedulable, &SIBLING_VOLUME),
+            ),
+            ("a sibling's volume under prefer", PREFER, with_sibling(snapshot()), &[], "n1", pass(None)),
+            ("away from the sibling", REQUIRE, with_sibling(snapshot()), &[], "n2", pass(None)),
+        ];
+        for (case, config, snap, claims, at, want) in cases {
+            let got = run(LocalData, config, &snap, &pod(claims), &[at]).remove(0);
+            assert_eq!(Got { score: None, ..got }, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_sibling_found_through_statefulset_claim_naming_counts_without_its_pod() {
+        let mut s = snapshot();
+        s.persistent_volumes.push(bound_local_pv("pv-sib", "n1", "local", "10Gi", "db", "data-pg-1"));
+        s.persistent_volume_claims.push(pvc("db", "data-pg-1", "local", "10Gi", Some("pv-sib")));
+        s.stateful_sets.push(statefulset("db", "pg", 3, &["data"]));
+        let pod = PodBuilder::new("db", "pg-0").member("pg", "pg").owned_by_statefulset("pg").build();
+        let got = run(LocalData, REQUIRE, &s, &pod, &["n1", "n2"]);
+        assert_eq!(got[0], refused(Code::Unschedulable, &SIBLING_VOLUME));
+        assert_eq!(got[1].code, Code::Success);
+    }
+
+    #[test]
+    fn score_cases() {
+        // 100 on the node holding the pod's data, the capacity shape at request/capacity for
+        // pending claims (the default shape: 50% used scores 50), 0 on a sibling's node under
+        // prefer; pods without local volumes are not scored.
+        let cases: Vec<ScoreCase<'_>> = vec![
+            ("own data", REQUIRE, with_own_data(snapshot()), &["data-pg-0"], &["n1", "n2"], &[Some(100), Some(0)]),
+            (
+                "a PV half filled",
+                REQUIRE,
+                pv(with_pending(snapshot(), "local", "5Gi"), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0"],
+                &["n2"],
+                &[Some(50)],
+            ),
+            (
+                "capacity half filled",
+                REQUIRE,
+                with_pending(snapshot(), "csi", "5Gi"),
+                &["data-pg-0"],
+                &["n2"],
+                &[Some(50)],
+            ),
+            (
+                "a sibling's node under prefer",
+                PREFER,
+                pv(
+                    pv(with_sibling(with_pending(snapshot(), "local", "5Gi")), "pv-a", "n1", "10Gi"),
+                    "pv-b",
+                    "n2",
+                    "10Gi",
+                ),
+                &["data-pg-0"],
+                &["n1", "n2"],
+                &[Some(0), Some(50)],
+            ),
+            ("no local volumes", REQUIRE, snapshot(), &[], &["n1"], &[None]),
+            ("local-data off", OFF, with_own_data(snapshot()), &["data-pg-0"], &["n1"], &[None]),
+        ];
+        for (case, config, snap, claims, nodes, want) in cases {
+            let got: Vec<Option<i64>> =
+                run(LocalData, config, &snap, &pod(claims), nodes).into_iter().map(|g| g.score).collect();
+            assert_eq!(got, want, "{case}");
+        }
+    }
+}

@@ -6,6 +6,9 @@ pub mod contention;
 pub mod local_data;
 pub mod zone_spread;
 
+#[cfg(test)]
+mod table;
+
 pub use contention::Contention;
 pub use local_data::LocalData;
 pub use zone_spread::ZoneSpread;

@@ -333,7 +333,193 @@ pub fn refusal(cycle: &CycleState<'_>, outcomes: &[FilterOutcome]) -> Option<Ref
 
 #[cfg(test)]
 mod tests {
+    use stowage_policy::annotations::{MEMBERS, ROLE};
+
     use super::*;
+    use crate::{
+        plugins::table::{Got, pass, run},
+        snapshot::Snapshot,
+        testing::{PodBuilder, node},
+    };
+
+    /// Zones a (a1, a2), b (b1), c (c1), and nz without a zone label.
+    fn snapshot(members: &[(&str, &str)]) -> Snapshot {
+        Snapshot {
+            nodes: vec![
+                node("a1", Some("a"), "8", "32Gi"),
+                node("a2", Some("a"), "8", "32Gi"),
+                node("b1", Some("b"), "8", "32Gi"),
+                node("c1", Some("c"), "8", "32Gi"),
+                node("nz", None, "8", "32Gi"),
+            ],
+            pods: members.iter().map(|(name, on)| member(name, "3").node(on).build()).collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    fn member(name: &str, n: &str) -> PodBuilder {
+        PodBuilder::new("db", name).member("pg", "pg").annotate(MEMBERS, n)
+    }
+
+    /// (case, config, members placed as (name, node), the pod, node, expected refusal or `None`
+    /// for success)
+    type FilterCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, PodBuilder, &'a str, Option<Got>);
+    /// (case, config, nodes, expected scores)
+    type ScoreCase<'a> = (&'a str, &'a str, &'a [&'a str], &'a [Option<i64>]);
+
+    fn refused(code: Code, reason: &Reason) -> Got {
+        Got { code, reason: reason.message, score: None }
+    }
+
+    const UNRESOLVABLE: Code = Code::UnschedulableAndUnresolvable;
+    const UNSCHEDULABLE: Code = Code::Unschedulable;
+
+    #[test]
+    fn filter_cases() {
+        let quorum = "profiles:\n  pg: {quorum: zone, zoneSpread: off, nodeSpread: off}\n";
+        let spread = "profiles:\n  pg: {quorum: off, zoneSpread: required, nodeSpread: off}\n";
+        let nodes = "profiles:\n  pg: {quorum: off, zoneSpread: off, nodeSpread: required}\n";
+        let primaries = "profiles:\n  pg: {quorum: off, zoneSpread: off, nodeSpread: off, separatePrimaries: true}\n";
+        let cases: Vec<FilterCase<'_>> = vec![
+            (
+                "quorum n=3: a zone holding one member is full",
+                quorum,
+                vec![("pg-0", "a1")],
+                member("pg-1", "3"),
+                "a2",
+                Some(refused(UNRESOLVABLE, &QUORUM)),
+            ),
+            ("quorum n=3: an empty zone is fine", quorum, vec![("pg-0", "a1")], member("pg-1", "3"), "b1", None),
+            (
+                "quorum: a node without a zone label is refused",
+                quorum,
+                vec![],
+                member("pg-1", "3"),
+                "nz",
+                Some(refused(UNRESOLVABLE, &QUORUM_NO_ZONE)),
+            ),
+            ("quorum n=2: the guard is off", quorum, vec![("pg-0", "a1")], member("pg-1", "2"), "a2", None),
+            ("quorum n=5: two per zone", quorum, vec![("pg-0", "a1")], member("pg-1", "5"), "a2", None),
+            (
+                "quorum n=5: not three",
+                quorum,
+                vec![("pg-0", "a1"), ("pg-2", "a2")],
+                member("pg-1", "5"),
+                "a1",
+                Some(refused(UNRESOLVABLE, &QUORUM)),
+            ),
+            (
+                "quorum: an older incarnation of the pod does not count",
+                quorum,
+                vec![("pg-1", "a1")],
+                member("pg-1", "3"),
+                "a2",
+                None,
+            ),
+            (
+                "required spread: skew 2 is refused",
+                spread,
+                vec![("pg-0", "a1")],
+                member("pg-1", "3"),
+                "a2",
+                Some(refused(UNSCHEDULABLE, &SPREAD_SKEW)),
+            ),
+            (
+                "required spread: the emptiest zone is fine",
+                spread,
+                vec![("pg-0", "a1")],
+                member("pg-1", "3"),
+                "c1",
+                None,
+            ),
+            (
+                "required spread: a node without a zone label is refused",
+                spread,
+                vec![],
+                member("pg-1", "3"),
+                "nz",
+                Some(refused(UNRESOLVABLE, &SPREAD_NO_ZONE)),
+            ),
+            (
+                "required node spread: the member's node",
+                nodes,
+                vec![("pg-0", "a1")],
+                member("pg-1", "3"),
+                "a1",
+                Some(refused(UNSCHEDULABLE, &NODE_SPREAD)),
+            ),
+            (
+                "required node spread: another node of its zone",
+                nodes,
+                vec![("pg-0", "a1")],
+                member("pg-1", "3"),
+                "a2",
+                None,
+            ),
+            (
+                "separate primaries: a node running a primary",
+                primaries,
+                vec![],
+                member("pg-1", "3").annotate(ROLE, "primary"),
+                "a1",
+                Some(refused(UNSCHEDULABLE, &PRIMARIES)),
+            ),
+            (
+                "separate primaries: a replica may share it",
+                primaries,
+                vec![],
+                member("pg-1", "3").annotate(ROLE, "replica"),
+                "a1",
+                None,
+            ),
+            (
+                "no group: no zone rule",
+                quorum,
+                vec![("pg-0", "a1")],
+                PodBuilder::new("db", "solo").annotate("stowage.io/profile", "pg"),
+                "a2",
+                None,
+            ),
+        ];
+        for (case, config, placed, pod, at, want) in cases {
+            let mut snap = snapshot(&placed);
+            if config == primaries {
+                snap.pods.push(
+                    PodBuilder::new("db", "other-0").member("pg", "other").annotate(ROLE, "primary").node("a1").build(),
+                );
+            }
+            let got = run(ZoneSpread, config, &snap, &pod.build(), &[at]).remove(0);
+            match want {
+                Some(want) => assert_eq!(Got { score: None, ..got }, want, "{case}"),
+                None => assert_eq!(got.code, Code::Success, "{case}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn score_cases() {
+        let preferred = "profiles:\n  pg: {quorum: off, zoneSpread: preferred, nodeSpread: preferred}\n";
+        let zones_only = "profiles:\n  pg: {quorum: off, zoneSpread: preferred, nodeSpread: off}\n";
+        let off = "profiles:\n  pg: {quorum: off, zoneSpread: off, nodeSpread: off}\n";
+        // crowding r = 2·zone + 3·node, normalised to 100·(max − r)/(max − min) over the nodes.
+        let cases: [ScoreCase<'_>; 4] = [
+            ("zone and node crowding", preferred, &["a1", "a2", "b1"], &[Some(0), Some(60), Some(100)]),
+            ("zone crowding only", zones_only, &["a1", "a2", "b1"], &[Some(0), Some(0), Some(100)]),
+            ("all equal", preferred, &["b1", "c1"], &[Some(100), Some(100)]),
+            ("both spreads off: not scored", off, &["a1", "b1"], &[None, None]),
+        ];
+        for (case, config, nodes, want) in cases {
+            let snap = snapshot(&[("pg-0", "a1")]);
+            let got: Vec<Option<i64>> = run(ZoneSpread, config, &snap, &member("pg-1", "3").build(), nodes)
+                .into_iter()
+                .map(|g| g.score)
+                .collect();
+            assert_eq!(got, want, "{case}");
+        }
+        // A node without a zone counts as holding all n members.
+        let got = run(ZoneSpread, zones_only, &snapshot(&[]), &member("pg-1", "3").build(), &["nz", "b1"]);
+        assert_eq!(got, [pass(Some(0)), pass(Some(100))]);
+    }
 
     #[test]
     fn zone_limit_is_the_tighter_of_quorum_and_required_spread() {
