@@ -14,7 +14,7 @@ use crate::{
     cache::ClusterCache,
     decisions::{node_table, zones_text},
     evaluation,
-    framework::{FilterOutcome, NodeView, PodContext, Status},
+    framework::{FilterOutcome, NodeView, PodContext, Reason, Status},
     plugins,
 };
 
@@ -51,6 +51,11 @@ pub struct Explanation {
     /// Caveat about the real scheduler.
     pub note: String,
 }
+
+/// kube-scheduler's own NodeAffinity refusal (`ErrReasonPod`): nodes the pod's nodeSelector or
+/// required node affinity exclude are never sent to the extender.
+static NODE_AFFINITY: Reason =
+    Reason { code: "node_affinity", message: "node(s) didn't match Pod's node affinity/selector" };
 
 const NOTE: &str = "kube-scheduler adds its in-tree plugin scores (resource fit, affinity, topology spread, ...) \
 to the extender's score (score x weight x 10) and only sends nodes that passed its own filters, so the \
@@ -158,8 +163,13 @@ pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation 
         .into_iter()
         .map(|(zone, members)| ZoneCount { zone, members })
         .collect();
-    let views: Vec<Option<NodeView<'_>>> =
-        model.nodes().map(|(id, _, _)| cycle.view(id)).filter(Option::is_some).collect();
+    // kube-scheduler sends only nodes its own filters passed: those the pod's nodeSelector and
+    // required node affinity refuse never reach the plugins.
+    let (views, unmatched): (Vec<Option<NodeView<'_>>>, Vec<Option<NodeView<'_>>>) = model
+        .nodes()
+        .filter_map(|(id, _, _)| cycle.view(id))
+        .map(Some)
+        .partition(|v| v.is_some_and(|v| ctx.admits(v.obj)));
     let outcomes = evaluation::filter(&fw, &cycle, &ctx, &views);
     let feasible: Vec<NodeView<'_>> =
         views.iter().zip(&outcomes).filter(|(_, o)| o.status.is_success()).filter_map(|(v, _)| *v).collect();
@@ -172,11 +182,13 @@ pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation 
             NodeLine::new(v.name(), Some(v), &FilterOutcome::framework(Status::success()), Some(scored.node_alone(k)))
         })
         .collect();
+    let not_sent = FilterOutcome::framework(Status::unresolvable(&NODE_AFFINITY));
     let mut refused: Vec<NodeLine> = views
         .iter()
         .flatten()
         .zip(&outcomes)
         .filter(|(_, o)| !o.status.is_success())
+        .chain(unmatched.iter().flatten().map(|v| (v, &not_sent)))
         .map(|(v, o)| NodeLine::new(v.name(), Some(v), o, None))
         .collect();
     lines.sort_by(|a, b| b.combined.cmp(&a.combined).then_with(|| a.node.cmp(&b.node)));
@@ -229,6 +241,22 @@ mod tests {
         assert!(text.contains("members per zone: a=1 b=0 c=0"), "{text}");
         let json = serde_json::to_value(&ex).unwrap();
         assert_eq!(json["preferred"], "c1");
+    }
+
+    #[test]
+    fn nodes_the_pods_node_selector_excludes_are_refused_as_kube_scheduler_would() {
+        let cfg = Config::from_yaml("profiles:\n  pg: {quorum: zone}\n").unwrap();
+        let pod = PodBuilder::new("db", "pg-1")
+            .member("pg", "pg")
+            .owned_by_statefulset("pg")
+            .node_selector(crate::testing::ZONE, "b")
+            .build();
+        let ex = explain(&cache(&cfg), &cfg, &pod);
+        assert_eq!(ex.preferred.as_deref(), Some("b1"), "only b1 matches the pod's nodeSelector");
+        let c1 = ex.nodes.iter().find(|n| n.node == "c1").unwrap();
+        assert!(!c1.feasible, "{c1:?}");
+        assert_eq!((c1.code, c1.reason.as_str()), ("UnschedulableAndUnresolvable", NODE_AFFINITY.message));
+        assert_eq!(ex.nodes.len(), 3);
     }
 
     #[test]
