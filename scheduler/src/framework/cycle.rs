@@ -12,8 +12,6 @@ use crate::{
     ledger::Ledger,
 };
 
-use super::runner::Plugin;
-
 /// A dense set of node ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeSet(Vec<u64>);
@@ -180,6 +178,10 @@ impl<'m> CycleState<'m> {
         self.states.push(state);
     }
 
+    pub(super) fn states(&self) -> impl Iterator<Item = &(dyn Any + Send + Sync)> {
+        self.states.iter().map(AsRef::as_ref)
+    }
+
     pub(super) fn state_at(&self, i: usize) -> &(dyn Any + Send + Sync) {
         self.states[i].as_ref()
     }
@@ -194,12 +196,6 @@ impl<'m> CycleState<'m> {
     #[must_use]
     pub fn ledger(&self) -> &LedgerFacts {
         &self.ledger
-    }
-
-    /// The PreFilter state of plugin `P`, when `P` is registered.
-    #[must_use]
-    pub fn read<P: Plugin>(&self) -> Option<&P::State> {
-        self.states.iter().find_map(|s| s.downcast_ref::<P::State>())
     }
 
     /// A view of a cached node.

@@ -116,6 +116,14 @@ impl<P: Plugin> Erased for P {
     }
 }
 
+impl CycleState<'_> {
+    /// The PreFilter state of plugin `P`, when `P` is registered.
+    #[must_use]
+    pub fn read<P: Plugin>(&self) -> Option<&P::State> {
+        self.states().find_map(|s| s.downcast_ref::<P::State>())
+    }
+}
+
 struct Entry {
     plugin: Box<dyn Erased>,
     weight: fn(&Weights) -> u32,
