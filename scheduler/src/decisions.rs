@@ -17,9 +17,9 @@ use serde::{Serialize, Serializer, ser::SerializeMap};
 use crate::framework::{FilterOutcome, NodeView};
 
 /// Default number of decisions kept.
-pub const DEFAULT_CAPACITY: usize = 256;
+pub(crate) const DEFAULT_CAPACITY: usize = 256;
 /// Nodes kept in detail per decision (top scored, and refused samples).
-pub const DETAIL_NODES: usize = 20;
+pub(crate) const DETAIL_NODES: usize = 20;
 /// Byte budget of the decision log (an estimate of the heap it holds).
 const DEFAULT_BYTE_BUDGET: usize = 4 << 20;
 /// Longest name kept in a decision: holds any valid `namespace/name` (63 + 1 + 253 bytes), node
@@ -49,7 +49,7 @@ pub struct PluginScores {
 
 impl PluginScores {
     /// Scores named by plugin, in registration order.
-    pub fn from_named(named: impl IntoIterator<Item = (&'static str, i64)>) -> Self {
+    pub(crate) fn from_named(named: impl IntoIterator<Item = (&'static str, i64)>) -> Self {
         let mut s = Self::default();
         for (name, v) in named {
             match name {
@@ -63,7 +63,7 @@ impl PluginScores {
     }
 
     /// `(kebab-case plugin name, score)` pairs, the three first plugins first.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, i64)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'static str, i64)> + '_ {
         [("local-data", self.local_data), ("zone-spread", self.zone_spread), ("contention", self.contention)]
             .into_iter()
             .chain(self.more.iter().copied())
@@ -86,19 +86,16 @@ impl Serialize for PluginScores {
 /// What scoring gave one node: per-plugin scores, their weighted combination (0..100) and the
 /// extender score (0..10).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeScore {
-    /// Per-plugin scores.
-    pub scores: PluginScores,
-    /// Weighted combination.
-    pub combined: i64,
-    /// Extender score.
-    pub score: i64,
+pub(crate) struct NodeScore {
+    pub(crate) scores: PluginScores,
+    pub(crate) combined: i64,
+    pub(crate) score: i64,
 }
 
 /// Members of the group in one zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ZoneCount {
-    /// Zone.
+    /// Zone label value.
     pub zone: String,
     /// Members counted there.
     pub members: u32,
@@ -109,7 +106,7 @@ pub struct ZoneCount {
 pub struct NodeLine {
     /// Node name.
     pub node: String,
-    /// Zone.
+    /// Zone label value, when the node has one.
     pub zone: Option<String>,
     /// Passed every filter plugin.
     pub feasible: bool,
@@ -131,7 +128,12 @@ impl NodeLine {
     /// The one way a node line is built: its filter outcome, and its scores when it was scored
     /// (a scored node passed every filter plugin).
     #[must_use]
-    pub fn new(node: &str, view: Option<&NodeView<'_>>, outcome: &FilterOutcome, scored: Option<NodeScore>) -> Self {
+    pub(crate) fn new(
+        node: &str,
+        view: Option<&NodeView<'_>>,
+        outcome: &FilterOutcome,
+        scored: Option<NodeScore>,
+    ) -> Self {
         let feasible = scored.is_some();
         let NodeScore { scores, combined, score } = scored.unwrap_or_default();
         Self {
@@ -151,7 +153,7 @@ impl NodeLine {
 /// How many nodes one plugin refused for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RefusalCount {
-    /// Plugin.
+    /// The refusing plugin, or `framework` for refusals no plugin made.
     pub plugin: &'static str,
     /// Framework code.
     pub code: &'static str,
@@ -170,7 +172,7 @@ pub struct Decision {
     pub verb: &'static str,
     /// `namespace/name`.
     pub pod: String,
-    /// Pod uid.
+    /// The pod's uid (`/debug/decisions` lookups and bind's reading of its filter).
     pub uid: String,
     /// Group, if any.
     pub group: Option<String>,
@@ -201,7 +203,7 @@ pub struct Decision {
 impl Decision {
     /// A decision for `verb` about `pod` with everything else empty.
     #[must_use]
-    pub fn new(verb: &'static str, pod: String, uid: String) -> Self {
+    pub(crate) fn new(verb: &'static str, pod: String, uid: String) -> Self {
         Self {
             time: k8s_openapi::jiff::Timestamp::now().to_string(),
             verb,
@@ -271,7 +273,7 @@ pub(crate) fn zones_text(zones: &[ZoneCount]) -> String {
 
 /// Renders nodes as an aligned table.
 #[must_use]
-pub fn node_table(nodes: &[NodeLine]) -> String {
+pub(crate) fn node_table(nodes: &[NodeLine]) -> String {
     let plugins: Vec<&str> = nodes.first().map(|n| n.scores.iter().map(|(p, _)| p).collect()).unwrap_or_default();
     let mut headers: Vec<String> = ["NODE", "ZONE", "FEASIBLE"].map(str::to_owned).to_vec();
     headers.extend(plugins.iter().map(|p| p.to_uppercase()));
@@ -419,7 +421,7 @@ impl Default for DecisionLog {
 impl DecisionLog {
     /// A log keeping at most `capacity` decisions within [`DEFAULT_BYTE_BUDGET`].
     #[must_use]
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self::with_budget(capacity, DEFAULT_BYTE_BUDGET)
     }
 
@@ -435,7 +437,7 @@ impl DecisionLog {
 
     /// Appends a decision (cut to the log's limits), evicting the oldest while the log holds
     /// more than its capacity or its byte budget.
-    pub fn push(&self, mut d: Decision) {
+    pub(crate) fn push(&self, mut d: Decision) {
         d.bound();
         let size = d.heap_bytes();
         let mut ring = self.ring.lock();
@@ -463,7 +465,7 @@ impl DecisionLog {
 
     /// The newest decision of `verb` for a pod uid.
     #[must_use]
-    pub fn last_for(&self, uid: &str, verb: &str) -> Option<Arc<Decision>> {
+    pub(crate) fn last_for(&self, uid: &str, verb: &str) -> Option<Arc<Decision>> {
         self.ring.lock().entries.iter().rev().map(|(d, _)| d).find(|d| d.uid == uid && d.verb == verb).cloned()
     }
 }

@@ -27,9 +27,9 @@ pub struct Explanation {
     pub opted_in: bool,
     /// Invalid policy annotations, if any.
     pub policy_error: Option<String>,
-    /// Profile.
+    /// The profile the policy resolved to.
     pub profile: Option<String>,
-    /// Group.
+    /// `namespace/name` of the group, if any.
     pub group: Option<String>,
     /// Voting members and where the count came from.
     pub members: Option<u32>,

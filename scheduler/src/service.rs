@@ -1,3 +1,3 @@
 //! The extender's public facade; the verbs themselves live in [`crate::verbs`].
 
-pub use crate::verbs::{Extender, NOT_SYNCED, Options};
+pub use crate::verbs::{Extender, Options};

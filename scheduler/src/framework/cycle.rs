@@ -61,7 +61,7 @@ pub struct LedgerAdd {
     pub best_effort: u32,
     /// What the pods can take beyond their requests.
     pub burst: Burst,
-    /// Primaries.
+    /// Opted-in primaries.
     pub primaries: u32,
     /// Opted-in pods per profile.
     pub profiles: Vec<(Arc<str>, u32)>,
@@ -83,7 +83,7 @@ pub struct NodeView<'a> {
 }
 
 impl NodeView<'_> {
-    /// Node name.
+    /// `metadata.name` of the node.
     #[must_use]
     pub fn name(&self) -> &str {
         &self.obj.name

@@ -17,13 +17,13 @@ use crate::cache::{
 /// The pod being scheduled, with its resolved policy and derived facts.
 #[derive(Debug)]
 pub struct PodContext<'c> {
-    /// Namespace.
+    /// Namespace (`default` when the pod has none yet).
     pub namespace: String,
-    /// Name.
+    /// `metadata.name`.
     pub name: String,
     /// UID.
     pub uid: String,
-    /// Effective policy.
+    /// The policy resolved from the pod's annotations and the config.
     pub policy: Policy<'c>,
     /// The config the policy came from.
     pub config: &'c Config,

@@ -94,7 +94,7 @@ impl Default for Status {
 }
 
 impl Status {
-    /// Success.
+    /// The node passes.
     #[must_use]
     pub const fn success() -> Self {
         Self { code: Code::Success, reasons: [None; MAX_REASONS] }
@@ -137,7 +137,7 @@ impl Status {
         }
     }
 
-    /// The code.
+    /// How severe the outcome is.
     #[must_use]
     pub const fn code(&self) -> Code {
         self.code
@@ -149,7 +149,7 @@ impl Status {
         self.code == Code::Success
     }
 
-    /// The reasons.
+    /// Every reason, most severe first.
     pub fn reasons(&self) -> impl Iterator<Item = &'static Reason> + '_ {
         self.reasons.iter().flatten().copied()
     }

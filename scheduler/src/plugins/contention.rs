@@ -59,11 +59,11 @@ pub const POOL_BONUS: i64 = 20;
 #[derive(Debug, Default, Clone)]
 pub struct State {
     /// `maxPerNode` and the profiles sharing the pod's density class.
-    pub density: Option<(u32, Vec<Arc<str>>)>,
+    density: Option<(u32, Vec<Arc<str>>)>,
     /// The pod's pool node selector.
-    pub pool: Option<std::collections::BTreeMap<String, String>>,
+    pool: Option<std::collections::BTreeMap<String, String>>,
     /// `neighbours: avoid-unlimited`.
-    pub avoid_unlimited: bool,
+    avoid_unlimited: bool,
 }
 
 impl State {

@@ -57,34 +57,34 @@ pub static SIBLING_VOLUME: Reason = Reason {
 
 /// An unbound claim of a WaitForFirstConsumer class.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingClaim {
+struct PendingClaim {
     /// Storage class.
-    pub class: Arc<str>,
+    class: Arc<str>,
     /// Requested bytes.
-    pub size: i64,
+    size: i64,
 }
 
 /// Per-cycle state.
 #[derive(Debug, Default)]
 pub struct State {
     /// Effective mode.
-    pub mode: Option<Mode>,
+    mode: Option<Mode>,
     /// Nodes holding every node-pinned PV of the pod; `None` when it has none.
-    pub own_nodes: Option<NodeSet>,
+    own_nodes: Option<NodeSet>,
     /// Node selected for a pending claim.
-    pub selected_node: Option<Arc<str>>,
+    selected_node: Option<Arc<str>>,
     /// Unbound claims of no-provisioner WaitForFirstConsumer classes, largest first.
-    pub static_claims: Vec<PendingClaim>,
+    static_claims: Vec<PendingClaim>,
     /// Unbound claims of provisioned WaitForFirstConsumer classes with capacity objects.
-    pub capacity_claims: Vec<PendingClaim>,
+    capacity_claims: Vec<PendingClaim>,
     /// Available PVs with non-host affinity of the static claims' classes.
-    pub other_candidates: Vec<Arc<str>>,
+    other_candidates: Vec<Arc<str>>,
     /// Nodes holding a sibling's local volume.
-    pub siblings: NodeSet,
+    siblings: NodeSet,
     /// PVs reserved by in-flight placements.
-    pub reserved: Vec<Arc<str>>,
+    reserved: Vec<Arc<str>>,
     /// Capacity score shape.
-    pub shape: Vec<ShapePoint>,
+    shape: Vec<ShapePoint>,
 }
 
 impl State {

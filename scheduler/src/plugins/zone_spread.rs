@@ -36,7 +36,7 @@
 
 use std::sync::Arc;
 
-use stowage_policy::{Spread, group};
+use stowage_policy::{GroupKey, Spread, group};
 
 use crate::{
     cache::{Model, NodeId, ZoneId},
@@ -62,7 +62,7 @@ pub static SPREAD_NO_ZONE: Reason =
 /// Required node spread.
 pub static NODE_SPREAD: Reason =
     Reason { code: "node_spread", message: "node(s) already ran a member of the group (node spread)" };
-/// Separate primaries.
+/// The profile separates primaries and the node already runs one.
 pub static PRIMARIES: Reason =
     Reason { code: "separate_primaries", message: "node(s) already ran a primary (separate primaries)" };
 
@@ -70,31 +70,31 @@ pub static PRIMARIES: Reason =
 #[derive(Debug, Default, Clone)]
 pub struct State {
     /// The pod has a group.
-    pub grouped: bool,
+    grouped: bool,
     /// Voting members.
-    pub n: u32,
+    n: u32,
     /// The quorum guard applies (`quorum: zone`, n ≥ 3).
-    pub quorum: bool,
+    quorum: bool,
     /// floor((n−1)/2).
-    pub max_per_zone: u32,
+    max_per_zone: u32,
     /// Zone spread mode.
-    pub zone_spread: Option<Spread>,
+    zone_spread: Option<Spread>,
     /// Node spread mode.
-    pub node_spread: Option<Spread>,
+    node_spread: Option<Spread>,
     /// Members per zone id.
-    pub zone_counts: Vec<u32>,
+    zone_counts: Vec<u32>,
     /// Members on nodes without a (known) zone.
-    pub no_zone: u32,
+    no_zone: u32,
     /// Members per node.
-    pub node_counts: Vec<(NodeId, u32)>,
+    node_counts: Vec<(NodeId, u32)>,
     /// Zones eligible for required spread.
-    pub eligible: Vec<bool>,
+    eligible: Vec<bool>,
     /// Global minimum for the skew rule.
-    pub global_min: u32,
+    global_min: u32,
     /// `minDomains` in force.
-    pub min_domains: u32,
+    min_domains: u32,
     /// The pod is a primary that must not share a node with another primary.
-    pub separate_primaries: bool,
+    separate_primaries: bool,
 }
 
 impl State {
@@ -140,6 +140,54 @@ fn bump(counts: &mut Vec<(NodeId, u32)>, id: NodeId) {
     }
 }
 
+/// Calls `place(node)` once per member of `group`: bound or nominated pods that are not
+/// terminating, then the ledger's in-flight placements of members not seen that way. `skip`
+/// leaves out pods by namespace and name (the pod being placed and any older incarnation).
+fn for_each_member(
+    model: &Model,
+    facts: &LedgerFacts,
+    group: &GroupKey,
+    skip: impl Fn(&str, &str) -> bool,
+    mut place: impl FnMut(&str),
+) {
+    let mut counted: Vec<&Arc<str>> = Vec::new();
+    for m in model.group_members(&group.namespace, &group.name) {
+        if m.terminating || skip(&m.namespace, &m.name) {
+            continue;
+        }
+        if let Some(node) = m.node.as_ref().or(m.nominated.as_ref()) {
+            place(node);
+            counted.push(&m.uid);
+        }
+    }
+    for (uid, name, node) in &facts.group_placements {
+        if skip(&group.namespace, name) || counted.contains(&uid) {
+            continue;
+        }
+        place(node);
+        counted.push(uid);
+    }
+}
+
+/// Members of `group` per zone id, bound, nominated or in flight (members on nodes without a
+/// known zone are not counted): what a bind reports after placing one.
+#[must_use]
+pub fn members_per_zone(model: &Model, facts: &LedgerFacts, group: &GroupKey) -> Vec<u32> {
+    let mut counts = vec![0; model.zones().len()];
+    for_each_member(
+        model,
+        facts,
+        group,
+        |_, _| false,
+        |node| {
+            if let Some(z) = model.node_id(node).and_then(|id| model.slot(id).zone) {
+                counts[usize::from(z)] += 1;
+            }
+        },
+    );
+    counts
+}
+
 /// The ZoneSpread plugin.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ZoneSpread;
@@ -166,8 +214,7 @@ impl Plugin for ZoneSpread {
         st.node_spread = Some(policy.node_spread);
 
         let same_pod = |ns: &str, name: &str| ns == pod.namespace && name == pod.name;
-        let mut counted: Vec<&Arc<str>> = Vec::new();
-        let place = |st: &mut State, node: &str| match model.node_id(node) {
+        for_each_member(model, facts, group, same_pod, |node| match model.node_id(node) {
             Some(id) => {
                 bump(&mut st.node_counts, id);
                 match model.slot(id).zone {
@@ -176,23 +223,7 @@ impl Plugin for ZoneSpread {
                 }
             }
             None => st.no_zone += 1,
-        };
-        for m in model.group_members(&group.namespace, &group.name) {
-            if m.terminating || same_pod(&m.namespace, &m.name) {
-                continue;
-            }
-            if let Some(node) = m.node.as_ref().or(m.nominated.as_ref()) {
-                place(&mut st, node);
-                counted.push(&m.uid);
-            }
-        }
-        for (uid, name, node) in &facts.group_placements {
-            if same_pod(&group.namespace, name) || counted.contains(&uid) {
-                continue;
-            }
-            place(&mut st, node);
-            counted.push(uid);
-        }
+        });
 
         if policy.zone_spread == Spread::Required {
             st.min_domains = group::min_domains(Some(pod.members), policy.profile.min_domains);

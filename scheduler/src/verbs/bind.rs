@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use stowage_policy::Config;
+use stowage_policy::{Config, GroupKey};
 use tokio::time::Instant;
 
 use super::{Extender, elapsed_us, event_zones};
@@ -15,7 +15,7 @@ use crate::{
     extender::v1::{ExtenderBindingArgs, ExtenderBindingResult},
     framework::LedgerFacts,
     ledger::{Placement, PodSummary},
-    plugins::local_data,
+    plugins::{local_data, zone_spread},
 };
 
 impl Extender {
@@ -67,14 +67,9 @@ impl Extender {
                 let filtered = self.decisions.last_for(&pod_uid, "filter");
                 let zones = group.as_ref().map(|g| {
                     let model = self.cache.read();
-                    let facts = LedgerFacts::collect(
-                        self.cache.ledger(),
-                        &model,
-                        Some(&stowage_policy::GroupKey { namespace: pod_namespace.clone(), name: g.to_string() }),
-                        "",
-                        Instant::now(),
-                    );
-                    group_zone_counts(&model, &facts, &pod_namespace, g, filtered.as_ref().map(|d| &d.zone_counts[..]))
+                    let key = GroupKey { namespace: pod_namespace.clone(), name: g.to_string() };
+                    let facts = LedgerFacts::collect(self.cache.ledger(), &model, Some(&key), "", Instant::now());
+                    group_zone_counts(&model, &facts, &key, filtered.as_ref().map(|d| &d.zone_counts[..]))
                 });
                 let mut message = format!("placed on node {node}");
                 if let Some(z) = &zone {
@@ -210,38 +205,21 @@ impl BindFailure {
     }
 }
 
-/// Members of a group per zone: bound or nominated non-terminating pods plus unconfirmed
-/// ledger placements. Lists zones holding members and the zones in `usable` (those the pod's
-/// last filter listed: zones it may use), or without that, zones that have nodes.
+/// Members of a group per zone after a bind. Lists zones holding members and the zones in
+/// `usable` (those the pod's last filter listed: zones it may use), or without that, zones that
+/// have nodes.
 fn group_zone_counts(
     model: &Model,
     facts: &LedgerFacts,
-    namespace: &str,
-    group: &str,
+    group: &GroupKey,
     usable: Option<&[ZoneCount]>,
 ) -> Vec<ZoneCount> {
-    let mut counts: Vec<ZoneCount> =
-        model.zones().iter().map(|z| ZoneCount { zone: z.to_string(), members: 0 }).collect();
-    let mut bump = |node: &str| {
-        if let Some(z) = model.node_id(node).and_then(|id| model.slot(id).zone) {
-            counts[usize::from(z)].members += 1;
-        }
-    };
-    let mut seen = Vec::new();
-    for m in model.group_members(namespace, group) {
-        if m.terminating {
-            continue;
-        }
-        if let Some(n) = m.node.as_ref().or(m.nominated.as_ref()) {
-            bump(n);
-            seen.push(m.uid.clone());
-        }
-    }
-    for (uid, _, node) in &facts.group_placements {
-        if !seen.contains(uid) {
-            bump(node);
-        }
-    }
+    let mut counts: Vec<ZoneCount> = model
+        .zones()
+        .iter()
+        .zip(zone_spread::members_per_zone(model, facts, group))
+        .map(|(z, members)| ZoneCount { zone: z.to_string(), members })
+        .collect();
     counts.retain(|c| {
         c.members > 0
             || match usable {

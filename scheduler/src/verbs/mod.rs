@@ -49,7 +49,7 @@ use crate::{
 };
 
 /// Error text while the cache has not synced.
-pub const NOT_SYNCED: &str = "stowage cache has not synced yet";
+const NOT_SYNCED: &str = "stowage cache has not synced yet";
 
 /// Tunables of the extender.
 #[derive(Debug, Clone, Copy)]
@@ -137,19 +137,19 @@ impl Extender {
         }
     }
 
-    /// The cache.
+    /// The cluster cache the verbs read (readiness probes read it too).
     #[must_use]
     pub fn cache(&self) -> &Arc<ClusterCache> {
         &self.cache
     }
 
-    /// The metrics.
+    /// The extender's Prometheus metrics (the HTTP edge records latencies here).
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
-    /// Recent decisions.
+    /// The decision log behind `/debug/decisions`.
     #[must_use]
     pub fn decisions(&self) -> &DecisionLog {
         &self.decisions
