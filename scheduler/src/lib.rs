@@ -1,13 +1,20 @@
 //! Stowage scheduler extender: a stateful-aware kube-scheduler extender for databases.
 //!
-//! Table of contents (pure core first, edges last):
+//! Table of contents (pure core first, edges last; a module imports only modules listed
+//! before it):
 //! - [`extender::v1`]: the wire types kube-scheduler sends and reads;
 //! - [`cache`]: the trimmed cluster cache fed by watchers, with incremental indexes;
-//! - [`framework`]: scheduling-framework vocabulary (codes, statuses, plugin traits, cycle state);
-//! - [`plugins`]: LocalData, ZoneSpread (with the quorum guard) and Contention;
 //! - [`ledger`]: in-flight placements and the race-closing in-cycle records;
-//! - [`service`]: the verbs (filter, prioritize, preempt, bind) as plain functions;
-//! - [`binder`], [`events`], [`metrics`], [`explain`]: side effects and observability;
+//! - [`framework`]: scheduling-framework vocabulary (codes, statuses, reasons, node views), the
+//!   cycle state container, the `Plugin` trait and the runner; it never names a plugin;
+//! - [`plugins`]: the registry, and LocalData, ZoneSpread (with the quorum guard) and
+//!   Contention, each owning its state;
+//! - [`decisions`]: the live decision log behind `/debug/decisions`;
+//! - `evaluation`: the one path from candidates to per-node outcomes, scores and lines;
+//! - [`explain`]: the offline explanation of one pod (`stowage explain`);
+//! - `verbs`: filter, prioritize, preempt and bind, one file each, and the wire mapping;
+//!   [`service`] is their public facade ([`Extender`], [`Options`]);
+//! - [`binder`], [`events`], [`metrics`]: side effects and observability;
 //! - [`handlers`]: the axum router (the only module that knows HTTP).
 //!
 //! Entry points for the binary:
@@ -30,6 +37,8 @@
 
 pub mod binder;
 pub mod cache;
+pub mod decisions;
+mod evaluation;
 pub mod events;
 pub mod explain;
 pub mod extender;
@@ -42,6 +51,7 @@ pub mod service;
 pub mod snapshot;
 #[doc(hidden)]
 pub mod testing;
+mod verbs;
 
 pub use binder::{Binder, FakeBinder, KubeBinder};
 pub use cache::{ClusterCache, spawn_watchers};

@@ -19,6 +19,7 @@
 //! - The cache is **ready** once every kind has delivered `InitDone` at least once; readiness is
 //!   a one-way latch (a later relist keeps serving the previous state until it completes).
 
+mod interner;
 pub mod model;
 pub mod objects;
 pub mod resources;
@@ -40,7 +41,8 @@ use parking_lot::{RwLock, RwLockReadGuard};
 use stowage_policy::Config;
 use tokio::sync::watch as tokio_watch;
 
-pub use model::{Interner, Kind, Model, NodeId, ZoneId};
+pub use interner::Interner;
+pub use model::{Kind, Model, NodeId, ZoneId};
 pub use objects::CacheConfig;
 pub use watch::spawn_watchers;
 

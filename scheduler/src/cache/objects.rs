@@ -20,7 +20,7 @@ use stowage_policy::{
 };
 
 use super::{
-    model::Interner,
+    interner::Interner,
     resources::{PodResources, pod_resources, quantity_bytes},
     selector::{LabelSelector, Labels, NodeSelector},
 };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{NodeSelector as K8sNodeSelector, NodeSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as K8sLabelSelector;
 
-use super::model::Interner;
+use super::interner::Interner;
 
 /// A label map, sorted by key, with interned keys and values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -31,10 +31,8 @@
 use std::sync::Arc;
 
 use crate::{
-    cache::Model,
-    framework::{
-        Code, FilterPlugin, MAX_NODE_SCORE, NodeView, PluginName, PodContext, Reason, ScorePlugin, Status, labels_match,
-    },
+    cache::{Model, selector::Labels},
+    framework::{Code, CycleState, LedgerFacts, MAX_NODE_SCORE, NodeView, Plugin, PodContext, Reason, Status},
 };
 
 /// The node reached the pod's density cap.
@@ -61,31 +59,11 @@ pub const POOL_BONUS: i64 = 20;
 #[derive(Debug, Default, Clone)]
 pub struct State {
     /// `maxPerNode` and the profiles sharing the pod's density class.
-    pub density: Option<(u32, Vec<Arc<str>>)>,
+    density: Option<(u32, Vec<Arc<str>>)>,
     /// The pod's pool node selector.
-    pub pool: Option<std::collections::BTreeMap<String, String>>,
+    pool: Option<std::collections::BTreeMap<String, String>>,
     /// `neighbours: avoid-unlimited`.
-    pub avoid_unlimited: bool,
-}
-
-/// PreFilter: resolves the density class and pool.
-#[must_use]
-pub fn pre_filter(_model: &Model, pod: &PodContext<'_>) -> State {
-    let density = pod.policy.profile.density.as_ref().map(|d| {
-        let profiles = pod
-            .config
-            .profiles
-            .iter()
-            .filter(|(_, p)| p.density.as_ref().is_some_and(|o| o.class == d.class))
-            .map(|(name, _)| Arc::from(name.as_str()))
-            .collect();
-        (d.max_per_node, profiles)
-    });
-    State {
-        density,
-        pool: pod.policy.pool.as_ref().map(|(_, p)| p.node_selector.clone()),
-        avoid_unlimited: pod.policy.profile.neighbours == stowage_policy::config::Neighbours::AvoidUnlimited,
-    }
+    avoid_unlimited: bool,
 }
 
 impl State {
@@ -107,11 +85,31 @@ impl State {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Contention;
 
-impl FilterPlugin for Contention {
-    const NAME: PluginName = PluginName::Contention;
+impl Plugin for Contention {
+    type State = State;
 
-    fn filter(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
-        let st = &state.contention;
+    const NAME: &'static str = "contention";
+
+    /// Resolves the density class and the pool.
+    fn pre_filter(&self, _model: &Model, pod: &PodContext<'_>, _ledger: &LedgerFacts) -> State {
+        let density = pod.policy.profile.density.as_ref().map(|d| {
+            let profiles = pod
+                .config
+                .profiles
+                .iter()
+                .filter(|(_, p)| p.density.as_ref().is_some_and(|o| o.class == d.class))
+                .map(|(name, _)| Arc::from(name.as_str()))
+                .collect();
+            (d.max_per_node, profiles)
+        });
+        State {
+            density,
+            pool: pod.policy.pool.as_ref().map(|(_, p)| p.node_selector.clone()),
+            avoid_unlimited: pod.policy.profile.neighbours == stowage_policy::config::Neighbours::AvoidUnlimited,
+        }
+    }
+
+    fn filter(&self, _cycle: &CycleState<'_>, st: &State, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
         let mut status = Status::success();
         if let Some((max, _)) = &st.density
             && st.class_count(node) >= *max
@@ -125,20 +123,12 @@ impl FilterPlugin for Contention {
         }
         status
     }
-}
 
-fn ratio_permille(used: i64, total: i64) -> i64 {
-    if total <= 0 { 1000 } else { (used.saturating_mul(1000) / total).clamp(0, 1000) }
-}
-
-impl ScorePlugin for Contention {
-    const NAME: PluginName = PluginName::Contention;
-
-    fn active(&self, _state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>) -> bool {
+    fn scores(&self, _st: &State, _pod: &PodContext<'_>) -> bool {
         true
     }
 
-    fn score(&self, state: &crate::framework::CycleState<'_>, pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
+    fn score(&self, _cycle: &CycleState<'_>, st: &State, pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
         let add = node.add;
         let cpu = node.agg.cpu_m + add.map_or(0, |a| a.cpu_m) + pod.resources.cpu_m;
         let mem = node.agg.mem + add.map_or(0, |a| a.mem) + pod.resources.mem;
@@ -151,10 +141,109 @@ impl ScorePlugin for Contention {
         };
         let stateful_penalty = (STATEFUL_PENALTY * stateful).min(STATEFUL_PENALTY_MAX);
         let noisy = NOISY_PENALTY_MAX * burst.permille(node.obj.alloc_cpu_m, node.obj.alloc_mem) / 1000;
-        let pool = match &state.contention.pool {
+        let pool = match &st.pool {
             Some(sel) if labels_match(sel, &node.obj.labels) => POOL_BONUS,
             _ => 0,
         };
         (base - stateful_penalty - noisy + pool).clamp(0, MAX_NODE_SCORE)
+    }
+}
+
+fn ratio_permille(used: i64, total: i64) -> i64 {
+    if total <= 0 { 1000 } else { (used.saturating_mul(1000) / total).clamp(0, 1000) }
+}
+
+/// True when every pair of the pool's node selector is among the node's labels.
+fn labels_match(selector: &std::collections::BTreeMap<String, String>, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        plugins::table::{Got, pass, run},
+        snapshot::Snapshot,
+        testing::{PodBuilder, node},
+    };
+
+    fn snapshot(pods: Vec<k8s_openapi::api::core::v1::Pod>) -> Snapshot {
+        Snapshot {
+            nodes: vec![node("n1", Some("a"), "8", "32Gi"), node("n2", Some("b"), "8", "32Gi")],
+            pods,
+            ..Snapshot::default()
+        }
+    }
+
+    fn db(name: &str) -> PodBuilder {
+        PodBuilder::new("db", name).member("pg", name)
+    }
+
+    #[test]
+    fn filter_cases() {
+        let density = "profiles:\n  pg: {density: {maxPerNode: 1}}\n";
+        let avoid = "profiles:\n  pg: {neighbours: avoid-unlimited}\n";
+        // (case, config, pods on n1, expected on n1)
+        let cases: Vec<(&str, &str, Vec<PodBuilder>, Got)> = vec![
+            (
+                "density cap reached",
+                density,
+                vec![db("other").guaranteed("1", "1Gi")],
+                Got { code: Code::Unschedulable, reason: DENSITY.message, score: None },
+            ),
+            ("density cap not reached", density, vec![], pass(None)),
+            (
+                "a pod of another profile is not of the class",
+                density,
+                vec![PodBuilder::new("apps", "web").guaranteed("1", "1Gi")],
+                pass(None),
+            ),
+            (
+                "a BestEffort neighbour under avoid-unlimited",
+                avoid,
+                vec![PodBuilder::new("apps", "web")],
+                Got { code: Code::Unschedulable, reason: UNLIMITED_NEIGHBOUR.message, score: None },
+            ),
+            (
+                "a neighbour with limits under avoid-unlimited",
+                avoid,
+                vec![PodBuilder::new("apps", "web").guaranteed("1", "1Gi")],
+                pass(None),
+            ),
+            ("a BestEffort neighbour without the rule", density, vec![PodBuilder::new("apps", "web")], pass(None)),
+        ];
+        for (case, config, pods, want) in cases {
+            let snap = snapshot(pods.into_iter().map(|p| p.node("n1").build()).collect());
+            let got = run(Contention, config, &snap, &db("pg-0").build(), &["n1"]).remove(0);
+            assert_eq!(Got { score: None, ..got }, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn score_cases() {
+        let config = "profiles:\n  pg: {}\n";
+        // score = clamp(100·(1 − u) − stateful − noisy + pool, 0, 100), u the fuller of cpu and memory.
+        let cases: Vec<(&str, Vec<PodBuilder>, i64)> = vec![
+            ("an empty node", vec![], 100),
+            ("half of the cpu requested", vec![PodBuilder::new("apps", "web").guaranteed("4", "1Gi")], 50),
+            ("half of the memory requested", vec![PodBuilder::new("apps", "web").guaranteed("1", "16Gi")], 50),
+            ("an opted-in neighbour costs 10", vec![db("other").guaranteed("1", "4Gi")], 87 - STATEFUL_PENALTY),
+            (
+                "four opted-in neighbours cost only the cap",
+                (0..4).map(|i| db(&format!("o{i}")).guaranteed("100m", "128Mi")).collect(),
+                95 - STATEFUL_PENALTY_MAX,
+            ),
+            (
+                "a BestEffort neighbour can take the whole node",
+                vec![PodBuilder::new("apps", "web")],
+                100 - NOISY_PENALTY_MAX,
+            ),
+            ("a full node", vec![PodBuilder::new("apps", "web").guaranteed("8", "32Gi")], 0),
+        ];
+        for (case, pods, want) in cases {
+            let snap = snapshot(pods.into_iter().map(|p| p.node("n1").build()).collect());
+            let got = run(Contention, config, &snap, &db("pg-0").build(), &["n1"]).remove(0);
+            assert_eq!(got, pass(Some(want)), "{case}");
+        }
     }
 }

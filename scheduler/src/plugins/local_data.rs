@@ -30,10 +30,7 @@ use stowage_policy::{LocalData as Mode, config::ShapePoint};
 
 use crate::{
     cache::{Model, objects::PvObj, objects::PvPhase},
-    framework::{
-        Code, FilterPlugin, LedgerFacts, NodeSet, NodeView, PluginName, PodContext, Reason, ScorePlugin, Status,
-        broken_linear,
-    },
+    framework::{Code, CycleState, LedgerFacts, NodeSet, NodeView, Plugin, PodContext, Reason, Status, broken_linear},
 };
 
 /// The pod's bound local volume lives on another node.
@@ -60,34 +57,34 @@ pub static SIBLING_VOLUME: Reason = Reason {
 
 /// An unbound claim of a WaitForFirstConsumer class.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingClaim {
+struct PendingClaim {
     /// Storage class.
-    pub class: Arc<str>,
+    class: Arc<str>,
     /// Requested bytes.
-    pub size: i64,
+    size: i64,
 }
 
 /// Per-cycle state.
 #[derive(Debug, Default)]
 pub struct State {
     /// Effective mode.
-    pub mode: Option<Mode>,
+    mode: Option<Mode>,
     /// Nodes holding every node-pinned PV of the pod; `None` when it has none.
-    pub own_nodes: Option<NodeSet>,
+    own_nodes: Option<NodeSet>,
     /// Node selected for a pending claim.
-    pub selected_node: Option<Arc<str>>,
+    selected_node: Option<Arc<str>>,
     /// Unbound claims of no-provisioner WaitForFirstConsumer classes, largest first.
-    pub static_claims: Vec<PendingClaim>,
+    static_claims: Vec<PendingClaim>,
     /// Unbound claims of provisioned WaitForFirstConsumer classes with capacity objects.
-    pub capacity_claims: Vec<PendingClaim>,
+    capacity_claims: Vec<PendingClaim>,
     /// Available PVs with non-host affinity of the static claims' classes.
-    pub other_candidates: Vec<Arc<str>>,
+    other_candidates: Vec<Arc<str>>,
     /// Nodes holding a sibling's local volume.
-    pub siblings: NodeSet,
+    siblings: NodeSet,
     /// PVs reserved by in-flight placements.
-    pub reserved: Vec<Arc<str>>,
+    reserved: Vec<Arc<str>>,
     /// Capacity score shape.
-    pub shape: Vec<ShapePoint>,
+    shape: Vec<ShapePoint>,
 }
 
 impl State {
@@ -122,58 +119,6 @@ fn pin_nodes(model: &Model, pv: &PvObj, out: &mut NodeSet) {
             }
         }
     }
-}
-
-/// PreFilter: resolves the pod's claims, its siblings' volumes and the ledger's reservations.
-#[must_use]
-pub fn pre_filter(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> State {
-    let mode = pod.policy.local_data;
-    let mut st = State { mode: Some(mode), shape: pod.policy.profile.capacity_shape.clone(), ..State::default() };
-    if mode == Mode::Off {
-        return st;
-    }
-    st.reserved = facts.reserved_pvs.clone();
-    let ns = pod.namespace.as_str();
-    for claim in &pod.claims {
-        let Some(pvc) = model.pvc(ns, claim) else { continue };
-        if let Some(pv) = model.pv_for_claim(ns, claim).filter(|_| pvc.volume.is_some()) {
-            if pv.node_pinned() {
-                let mut set = NodeSet::default();
-                pin_nodes(model, pv, &mut set);
-                match &mut st.own_nodes {
-                    Some(own) => own.intersect(&set),
-                    None => st.own_nodes = Some(set),
-                }
-            }
-            continue;
-        }
-        let Some(class) = pvc.class.as_ref().and_then(|c| model.class(c)) else { continue };
-        if !class.wait_for_first_consumer {
-            continue;
-        }
-        if let Some(node) = &pvc.selected_node {
-            st.selected_node = Some(node.clone());
-            continue;
-        }
-        let pending = PendingClaim { class: class.name.clone(), size: pvc.request };
-        if class.no_provisioner() {
-            st.static_claims.push(pending);
-        } else if model.class_has_capacities(&class.name) {
-            st.capacity_claims.push(pending);
-        }
-    }
-    st.static_claims.sort_by_key(|c| std::cmp::Reverse(c.size));
-    if !st.static_claims.is_empty() {
-        st.other_candidates = model
-            .pvs_pinned_other()
-            .filter(|pv| {
-                usable(pv, &st.reserved) && st.static_claims.iter().any(|c| pv.class.as_ref() == Some(&c.class))
-            })
-            .map(|pv| pv.name.clone())
-            .collect();
-    }
-    collect_siblings(model, pod, facts, &mut st.siblings);
-    st
 }
 
 fn collect_siblings(model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts, out: &mut NodeSet) {
@@ -286,11 +231,63 @@ fn best_capacity(model: &Model, node: &NodeView<'_>, claim: &PendingClaim) -> Op
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalData;
 
-impl FilterPlugin for LocalData {
-    const NAME: PluginName = PluginName::LocalData;
+impl Plugin for LocalData {
+    type State = State;
 
-    fn filter(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
-        let st = &state.local_data;
+    const NAME: &'static str = "local-data";
+
+    /// Resolves the pod's claims, its siblings' volumes and the ledger's reservations.
+    fn pre_filter(&self, model: &Model, pod: &PodContext<'_>, facts: &LedgerFacts) -> State {
+        let mode = pod.policy.local_data;
+        let mut st = State { mode: Some(mode), shape: pod.policy.profile.capacity_shape.clone(), ..State::default() };
+        if mode == Mode::Off {
+            return st;
+        }
+        st.reserved = facts.reserved_pvs.clone();
+        let ns = pod.namespace.as_str();
+        for claim in &pod.claims {
+            let Some(pvc) = model.pvc(ns, claim) else { continue };
+            if let Some(pv) = model.pv_for_claim(ns, claim).filter(|_| pvc.volume.is_some()) {
+                if pv.node_pinned() {
+                    let mut set = NodeSet::default();
+                    pin_nodes(model, pv, &mut set);
+                    match &mut st.own_nodes {
+                        Some(own) => own.intersect(&set),
+                        None => st.own_nodes = Some(set),
+                    }
+                }
+                continue;
+            }
+            let Some(class) = pvc.class.as_ref().and_then(|c| model.class(c)) else { continue };
+            if !class.wait_for_first_consumer {
+                continue;
+            }
+            if let Some(node) = &pvc.selected_node {
+                st.selected_node = Some(node.clone());
+                continue;
+            }
+            let pending = PendingClaim { class: class.name.clone(), size: pvc.request };
+            if class.no_provisioner() {
+                st.static_claims.push(pending);
+            } else if model.class_has_capacities(&class.name) {
+                st.capacity_claims.push(pending);
+            }
+        }
+        st.static_claims.sort_by_key(|c| std::cmp::Reverse(c.size));
+        if !st.static_claims.is_empty() {
+            st.other_candidates = model
+                .pvs_pinned_other()
+                .filter(|pv| {
+                    usable(pv, &st.reserved) && st.static_claims.iter().any(|c| pv.class.as_ref() == Some(&c.class))
+                })
+                .map(|pv| pv.name.clone())
+                .collect();
+        }
+        collect_siblings(model, pod, facts, &mut st.siblings);
+        st
+    }
+
+    fn filter(&self, cycle: &CycleState<'_>, st: &State, _pod: &PodContext<'_>, node: &NodeView<'_>) -> Status {
         let Some(mode) = st.mode.filter(|m| *m != Mode::Off) else { return Status::success() };
         let mut status = Status::success();
         let own = node.id.is_some_and(|id| st.own_nodes.as_ref().is_some_and(|s| s.contains(id)));
@@ -300,10 +297,10 @@ impl FilterPlugin for LocalData {
         if st.selected_node.as_deref().is_some_and(|n| n != node.name()) {
             status.add(Code::UnschedulableAndUnresolvable, &SELECTED_NODE);
         }
-        if !st.static_claims.is_empty() && !match_static(state_model(state), st, node, |_, _| {}) {
+        if !st.static_claims.is_empty() && !match_static(cycle.model(), st, node, |_, _| {}) {
             status.add(Code::Unschedulable, &NO_LOCAL_PV);
         }
-        if st.capacity_claims.iter().any(|c| best_capacity(state_model(state), node, c).is_none()) {
+        if st.capacity_claims.iter().any(|c| best_capacity(cycle.model(), node, c).is_none()) {
             status.add(Code::Unschedulable, &NO_CAPACITY);
         }
         if mode == Mode::Require && !own && node.id.is_some_and(|id| st.siblings.contains(id)) {
@@ -311,17 +308,12 @@ impl FilterPlugin for LocalData {
         }
         status
     }
-}
 
-impl ScorePlugin for LocalData {
-    const NAME: PluginName = PluginName::LocalData;
-
-    fn active(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>) -> bool {
-        state.local_data.mode.is_some_and(|m| m != Mode::Off) && state.local_data.has_local_volumes()
+    fn scores(&self, st: &State, _pod: &PodContext<'_>) -> bool {
+        st.mode.is_some_and(|m| m != Mode::Off) && st.has_local_volumes()
     }
 
-    fn score(&self, state: &crate::framework::CycleState<'_>, _pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
-        let st = &state.local_data;
+    fn score(&self, cycle: &CycleState<'_>, st: &State, _pod: &PodContext<'_>, node: &NodeView<'_>) -> i64 {
         let Some(id) = node.id else { return 0 };
         if st.own_nodes.as_ref().is_some_and(|s| s.contains(id)) {
             return 100;
@@ -329,7 +321,7 @@ impl ScorePlugin for LocalData {
         if st.siblings.contains(id) {
             return 0;
         }
-        let model = state_model(state);
+        let model = cycle.model();
         let (mut sum, mut count) = (0i64, 0i64);
         match_static(model, st, node, |claim, pv| {
             sum += broken_linear(&st.shape, claim.size.saturating_mul(100) / pv.capacity.max(1));
@@ -342,11 +334,6 @@ impl ScorePlugin for LocalData {
         }
         if count == 0 { 0 } else { sum / count }
     }
-}
-
-/// The model the cycle was prepared from.
-fn state_model<'m>(state: &crate::framework::CycleState<'m>) -> &'m Model {
-    state.model()
 }
 
 /// Picks, for each unbound claim of a no-provisioner WaitForFirstConsumer class, the PV the
@@ -387,4 +374,236 @@ pub fn likely_static_pvs(
         }
     }
     picked
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        plugins::table::{Got, pass, run},
+        snapshot::Snapshot,
+        testing::{HOSTNAME, PodBuilder, bound_local_pv, capacity, local_pv, node, pvc, statefulset, storage_class},
+    };
+
+    const NO_PROVISIONER: &str = crate::cache::objects::NO_PROVISIONER;
+    const REQUIRE: &str = "profiles:\n  pg: {localData: require}\n";
+    const PREFER: &str = "profiles:\n  pg: {localData: prefer}\n";
+    const OFF: &str = "profiles:\n  pg: {localData: off}\n";
+
+    /// Nodes n1, n2, n3; a no-provisioner class `local` and a provisioned class `csi`, both
+    /// WaitForFirstConsumer; `csi` has 10Gi of capacity on n2 only.
+    fn snapshot() -> Snapshot {
+        let on_n2 = BTreeMap::from([(HOSTNAME.to_owned(), "n2".to_owned())]);
+        Snapshot {
+            nodes: vec![
+                node("n1", Some("a"), "8", "32Gi"),
+                node("n2", Some("b"), "8", "32Gi"),
+                node("n3", Some("c"), "8", "32Gi"),
+            ],
+            storage_classes: vec![
+                storage_class("local", NO_PROVISIONER, true),
+                storage_class("csi", "csi.example", true),
+            ],
+            csi_storage_capacities: vec![capacity("kube-system", "cap-n2", "csi", &on_n2, "10Gi", None)],
+            ..Snapshot::default()
+        }
+    }
+
+    /// pg-0 with its data bound to a local PV on n1.
+    fn with_own_data(mut s: Snapshot) -> Snapshot {
+        s.persistent_volumes.push(bound_local_pv("pv-n1", "n1", "local", "10Gi", "db", "data-pg-0"));
+        s.persistent_volume_claims.push(pvc("db", "data-pg-0", "local", "10Gi", Some("pv-n1")));
+        s
+    }
+
+    /// An unbound claim `data-pg-0` of `class` requesting `size`.
+    fn with_pending(mut s: Snapshot, class: &str, size: &str) -> Snapshot {
+        s.persistent_volume_claims.push(pvc("db", "data-pg-0", class, size, None));
+        s
+    }
+
+    /// A sibling pg-1 on n1 whose data is bound to a local PV there.
+    fn with_sibling(mut s: Snapshot) -> Snapshot {
+        s.persistent_volumes.push(bound_local_pv("pv-sib", "n1", "local", "10Gi", "db", "data-pg-1"));
+        s.persistent_volume_claims.push(pvc("db", "data-pg-1", "local", "10Gi", Some("pv-sib")));
+        s.pods.push(PodBuilder::new("db", "pg-1").member("pg", "pg").claim("data-pg-1").node("n1").build());
+        s
+    }
+
+    fn pv(mut s: Snapshot, name: &str, host: &str, size: &str) -> Snapshot {
+        s.persistent_volumes.push(local_pv(name, host, "local", size));
+        s
+    }
+
+    fn pod(claims: &[&str]) -> k8s_openapi::api::core::v1::Pod {
+        claims.iter().fold(PodBuilder::new("db", "pg-0").member("pg", "pg"), |p, c| p.claim(c)).build()
+    }
+
+    /// (case, config, snapshot, the pod's claims, node, expected)
+    type FilterCase<'a> = (&'a str, &'a str, Snapshot, &'a [&'a str], &'a str, Got);
+    /// (case, config, snapshot, the pod's claims, nodes, expected scores)
+    type ScoreCase<'a> = (&'a str, &'a str, Snapshot, &'a [&'a str], &'a [&'a str], &'a [Option<i64>]);
+
+    fn refused(code: Code, reason: &Reason) -> Got {
+        Got { code, reason: reason.message, score: None }
+    }
+
+    #[test]
+    fn filter_cases() {
+        let two_claims = |s: Snapshot| {
+            let mut s = with_pending(s, "local", "5Gi");
+            s.persistent_volume_claims.push(pvc("db", "log-pg-0", "local", "5Gi", None));
+            s
+        };
+        let cases: Vec<FilterCase<'_>> = vec![
+            ("own bound data: its node", REQUIRE, with_own_data(snapshot()), &["data-pg-0"], "n1", pass(None)),
+            (
+                "own bound data: elsewhere",
+                REQUIRE,
+                with_own_data(snapshot()),
+                &["data-pg-0"],
+                "n2",
+                refused(Code::UnschedulableAndUnresolvable, &LOCAL_VOLUME),
+            ),
+            ("own bound data with local-data off", OFF, with_own_data(snapshot()), &["data-pg-0"], "n2", pass(None)),
+            (
+                "pending claim: a PV large enough",
+                REQUIRE,
+                pv(with_pending(snapshot(), "local", "5Gi"), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0"],
+                "n2",
+                pass(None),
+            ),
+            (
+                "pending claim: no PV on the node",
+                REQUIRE,
+                pv(with_pending(snapshot(), "local", "5Gi"), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0"],
+                "n3",
+                refused(Code::Unschedulable, &NO_LOCAL_PV),
+            ),
+            (
+                "pending claim: the PV is too small",
+                REQUIRE,
+                pv(with_pending(snapshot(), "local", "20Gi"), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0"],
+                "n2",
+                refused(Code::Unschedulable, &NO_LOCAL_PV),
+            ),
+            (
+                "two pending claims need two PVs",
+                REQUIRE,
+                pv(two_claims(snapshot()), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0", "log-pg-0"],
+                "n2",
+                refused(Code::Unschedulable, &NO_LOCAL_PV),
+            ),
+            (
+                "two pending claims, two PVs",
+                REQUIRE,
+                pv(pv(two_claims(snapshot()), "pv-n2", "n2", "10Gi"), "pv-n2b", "n2", "5Gi"),
+                &["data-pg-0", "log-pg-0"],
+                "n2",
+                pass(None),
+            ),
+            (
+                "provisioned claim: capacity on the node",
+                REQUIRE,
+                with_pending(snapshot(), "csi", "5Gi"),
+                &["data-pg-0"],
+                "n2",
+                pass(None),
+            ),
+            (
+                "provisioned claim: no capacity on the node",
+                REQUIRE,
+                with_pending(snapshot(), "csi", "5Gi"),
+                &["data-pg-0"],
+                "n3",
+                refused(Code::Unschedulable, &NO_CAPACITY),
+            ),
+            (
+                "provisioned claim: larger than the capacity",
+                REQUIRE,
+                with_pending(snapshot(), "csi", "20Gi"),
+                &["data-pg-0"],
+                "n2",
+                refused(Code::Unschedulable, &NO_CAPACITY),
+            ),
+            (
+                "a sibling's volume under require",
+                REQUIRE,
+                with_sibling(snapshot()),
+                &[],
+                "n1",
+                refused(Code::Unschedulable, &SIBLING_VOLUME),
+            ),
+            ("a sibling's volume under prefer", PREFER, with_sibling(snapshot()), &[], "n1", pass(None)),
+            ("away from the sibling", REQUIRE, with_sibling(snapshot()), &[], "n2", pass(None)),
+        ];
+        for (case, config, snap, claims, at, want) in cases {
+            let got = run(LocalData, config, &snap, &pod(claims), &[at]).remove(0);
+            assert_eq!(Got { score: None, ..got }, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_sibling_found_through_statefulset_claim_naming_counts_without_its_pod() {
+        let mut s = snapshot();
+        s.persistent_volumes.push(bound_local_pv("pv-sib", "n1", "local", "10Gi", "db", "data-pg-1"));
+        s.persistent_volume_claims.push(pvc("db", "data-pg-1", "local", "10Gi", Some("pv-sib")));
+        s.stateful_sets.push(statefulset("db", "pg", 3, &["data"]));
+        let pod = PodBuilder::new("db", "pg-0").member("pg", "pg").owned_by_statefulset("pg").build();
+        let got = run(LocalData, REQUIRE, &s, &pod, &["n1", "n2"]);
+        assert_eq!(got[0], refused(Code::Unschedulable, &SIBLING_VOLUME));
+        assert_eq!(got[1].code, Code::Success);
+    }
+
+    #[test]
+    fn score_cases() {
+        // 100 on the node holding the pod's data, the capacity shape at request/capacity for
+        // pending claims (the default shape: 50% used scores 50), 0 on a sibling's node under
+        // prefer; pods without local volumes are not scored.
+        let cases: Vec<ScoreCase<'_>> = vec![
+            ("own data", REQUIRE, with_own_data(snapshot()), &["data-pg-0"], &["n1", "n2"], &[Some(100), Some(0)]),
+            (
+                "a PV half filled",
+                REQUIRE,
+                pv(with_pending(snapshot(), "local", "5Gi"), "pv-n2", "n2", "10Gi"),
+                &["data-pg-0"],
+                &["n2"],
+                &[Some(50)],
+            ),
+            (
+                "capacity half filled",
+                REQUIRE,
+                with_pending(snapshot(), "csi", "5Gi"),
+                &["data-pg-0"],
+                &["n2"],
+                &[Some(50)],
+            ),
+            (
+                "a sibling's node under prefer",
+                PREFER,
+                pv(
+                    pv(with_sibling(with_pending(snapshot(), "local", "5Gi")), "pv-a", "n1", "10Gi"),
+                    "pv-b",
+                    "n2",
+                    "10Gi",
+                ),
+                &["data-pg-0"],
+                &["n1", "n2"],
+                &[Some(0), Some(50)],
+            ),
+            ("no local volumes", REQUIRE, snapshot(), &[], &["n1"], &[None]),
+            ("local-data off", OFF, with_own_data(snapshot()), &["data-pg-0"], &["n1"], &[None]),
+        ];
+        for (case, config, snap, claims, nodes, want) in cases {
+            let got: Vec<Option<i64>> =
+                run(LocalData, config, &snap, &pod(claims), nodes).into_iter().map(|g| g.score).collect();
+            assert_eq!(got, want, "{case}");
+        }
+    }
 }
