@@ -14,7 +14,7 @@
 //! Protocol errors are HTTP errors with the edge's JSON body `{"code": N, "message": "..."}`
 //! ([`ApiError`]): a malformed body is 400 (naming serde's line/column and the missing field), so
 //! is a candidate node without a name (a node named twice is answered once: see
-//! `ExtenderArgs::dedupe_candidates`), a wrong method 405. Logical failures are 200 with the
+//! `ExtenderArgs::into_candidates`; the set is made once, here), a wrong method 405. Logical failures are 200 with the
 //! reply's `Error`, as the scheduler expects.
 //!
 //! The verbs sit behind the edge's API layers (`stowage_edge::api`): a tracing span per
@@ -41,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::{
     cache::ClusterCache,
-    extender::v1::{ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs},
+    extender::v1::{Candidates, ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs},
     service::Extender,
 };
 
@@ -119,11 +119,10 @@ fn decode<T: DeserializeOwned>(verb: &str, body: Result<Bytes, BytesRejection>) 
 }
 
 /// Decodes `filter`/`prioritize` arguments with their candidates made a set.
-fn decode_args(verb: &str, body: Result<Bytes, BytesRejection>) -> Result<ExtenderArgs, ApiError> {
-    let mut args: ExtenderArgs = decode(verb, body)?;
-    args.dedupe_candidates()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{verb}: invalid candidate nodes: {e}")))?;
-    Ok(args)
+fn decode_args(verb: &str, body: Result<Bytes, BytesRejection>) -> Result<Candidates, ApiError> {
+    let args: ExtenderArgs = decode(verb, body)?;
+    args.into_candidates()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{verb}: invalid candidate nodes: {e}")))
 }
 
 fn record(ext: &Extender, verb: &'static str, start: Instant) {
@@ -133,7 +132,7 @@ fn record(ext: &Extender, verb: &'static str, start: Instant) {
 async fn filter(State(ext): State<Arc<Extender>>, body: Result<Bytes, BytesRejection>) -> Response {
     let start = Instant::now();
     let resp = match decode_args("filter", body) {
-        Ok(args) => Json(ext.filter(args).await).into_response(),
+        Ok(args) => Json(ext.filter_candidates(args).await).into_response(),
         Err(e) => {
             ext.metrics().error("filter", "bad_request");
             e.into_response()
@@ -146,7 +145,7 @@ async fn filter(State(ext): State<Arc<Extender>>, body: Result<Bytes, BytesRejec
 async fn prioritize(State(ext): State<Arc<Extender>>, body: Result<Bytes, BytesRejection>) -> Response {
     let start = Instant::now();
     let resp = match decode_args("prioritize", body) {
-        Ok(args) => Json(ext.prioritize(args)).into_response(),
+        Ok(args) => Json(ext.prioritize_candidates(args)).into_response(),
         Err(e) => {
             ext.metrics().error("prioritize", "bad_request");
             e.into_response()

@@ -281,3 +281,23 @@ async fn requests_beyond_the_in_flight_cap_are_shed_with_a_json_503() {
         task.abort();
     }
 }
+
+/// A nameless candidate is a protocol error the edge names by position (400), for both verbs
+/// that take candidates; a node named twice is answered once.
+#[tokio::test]
+async fn nameless_candidates_are_400s_naming_the_position_and_duplicates_are_answered_once() {
+    let (_w, app) = app();
+    let mut args: Value = serde_json::from_str(&fixture("handwritten-filter-args-node-names")).unwrap();
+    let first = args["NodeNames"][0].as_str().unwrap().to_owned();
+    args["NodeNames"] = json!([first, ""]);
+    for verb in ["filter", "prioritize"] {
+        let (status, body) = send(&app, post(&format!("/scheduler/{verb}"), args.to_string())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{verb}: {body}");
+        assert!(body.contains("NodeNames[1] is empty"), "{verb}: {body}");
+    }
+    args["NodeNames"] = json!([first, first]);
+    let (status, body) = send(&app, post("/scheduler/prioritize", args.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let scores: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(scores.len(), 1, "{body}");
+}

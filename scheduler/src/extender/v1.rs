@@ -193,7 +193,12 @@ impl ExtenderArgs {
     ///
     /// # Errors
     /// A candidate without a name: there is nothing to answer about it.
-    pub(crate) fn dedupe_candidates(&mut self) -> Result<(), CandidateError> {
+    pub(crate) fn into_candidates(mut self) -> Result<Candidates, CandidateError> {
+        self.dedupe_candidates()?;
+        Ok(Candidates(self))
+    }
+
+    fn dedupe_candidates(&mut self) -> Result<(), CandidateError> {
         if let Some(names) = &mut self.node_names {
             if let Some(i) = names.iter().position(String::is_empty) {
                 return Err(CandidateError::EmptyName(i));
@@ -213,6 +218,18 @@ impl ExtenderArgs {
             retain_marked(&mut list.items, &keep);
         }
         Ok(())
+    }
+}
+
+/// Extender arguments whose candidates are already a set (see
+/// [`ExtenderArgs::into_candidates`]): the verbs take these, so the set is made once per request
+/// whether the call came through the HTTP edge or directly.
+pub(crate) struct Candidates(ExtenderArgs);
+
+impl Candidates {
+    /// The arguments, candidates deduplicated.
+    pub(crate) fn into_args(self) -> ExtenderArgs {
+        self.0
     }
 }
 

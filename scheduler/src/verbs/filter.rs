@@ -14,7 +14,7 @@ use crate::{
     decisions::{Decision, NodeLine, RefusalCount, ZoneCount},
     evaluation,
     events::{self, EventType, PodEvent},
-    extender::v1::{ExtenderArgs, ExtenderFilterResult},
+    extender::v1::{Candidates, ExtenderArgs, ExtenderFilterResult},
     framework::{Code, CycleState, FilterOutcome, NOT_CHOSEN, NodeView, PodContext, Reason, Status, cross_pod_rule},
     ledger::Placement,
     plugins::{local_data, zone_spread},
@@ -33,13 +33,20 @@ struct FilterPass {
 impl Extender {
     /// Filters candidate nodes for a pod. A node named twice is answered once; a nameless
     /// candidate is an `Error`.
-    pub async fn filter(&self, mut args: ExtenderArgs) -> ExtenderFilterResult {
-        let start = Instant::now();
-        if let Err(e) = args.dedupe_candidates() {
-            self.metrics.error("filter", "bad_request");
-            return ExtenderFilterResult::error(format!("invalid candidate nodes: {e}"));
+    pub async fn filter(&self, args: ExtenderArgs) -> ExtenderFilterResult {
+        match args.into_candidates() {
+            Ok(candidates) => self.filter_candidates(candidates).await,
+            Err(e) => {
+                self.metrics.error("filter", "bad_request");
+                ExtenderFilterResult::error(format!("invalid candidate nodes: {e}"))
+            }
         }
-        let ExtenderArgs { pod, nodes, node_names } = args;
+    }
+
+    /// [`Self::filter`] for arguments whose candidates are already a set.
+    pub(crate) async fn filter_candidates(&self, candidates: Candidates) -> ExtenderFilterResult {
+        let start = Instant::now();
+        let ExtenderArgs { pod, nodes, node_names } = candidates.into_args();
         let input = Input::from_args(node_names, nodes);
         let Some(pod) = pod else {
             self.metrics.error("filter", "bad_request");

@@ -10,19 +10,26 @@ use super::{
 use crate::{
     decisions::{Decision, NodeLine},
     evaluation,
-    extender::v1::{ExtenderArgs, HostPriorityList},
+    extender::v1::{Candidates, ExtenderArgs, HostPriorityList},
     framework::{FilterOutcome, NODE_NOT_CACHED, NodeView, PodContext, Status},
 };
 
 impl Extender {
     /// Scores candidate nodes 0..10, once per node name; nothing for a nameless candidate.
-    pub fn prioritize(&self, mut args: ExtenderArgs) -> HostPriorityList {
-        let start = Instant::now();
-        if args.dedupe_candidates().is_err() {
-            self.metrics.error("prioritize", "bad_request");
-            return Vec::new();
+    pub fn prioritize(&self, args: ExtenderArgs) -> HostPriorityList {
+        match args.into_candidates() {
+            Ok(candidates) => self.prioritize_candidates(candidates),
+            Err(_) => {
+                self.metrics.error("prioritize", "bad_request");
+                Vec::new()
+            }
         }
-        let ExtenderArgs { pod, nodes, node_names } = args;
+    }
+
+    /// [`Self::prioritize`] for arguments whose candidates are already a set.
+    pub(crate) fn prioritize_candidates(&self, candidates: Candidates) -> HostPriorityList {
+        let start = Instant::now();
+        let ExtenderArgs { pod, nodes, node_names } = candidates.into_args();
         let input = Input::from_args(node_names, nodes);
         let Some(pod) = pod else {
             self.metrics.error("prioritize", "bad_request");
