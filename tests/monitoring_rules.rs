@@ -20,8 +20,9 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use k8s_openapi::api::{admissionregistration::v1::MutatingWebhookConfiguration, core::v1::Pod};
 use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
+use stowage_fixtures::pod;
 use stowage_testkit::{
-    ControlPlane, StowageArgs, StowageProcess, Tools, free_ports, namespace, pod, poll_until, unique_name,
+    ControlPlane, StowageArgs, StowageProcess, Tools, free_ports, namespace, poll_until, unique_name,
 };
 
 /// Metrics the rules and the dashboard use that the binary does not export yet, each with the
@@ -352,7 +353,7 @@ async fn apiserver_metrics_after_webhook_calls(cp: &ControlPlane, stowage: &Stow
     poll_until("the apiserver to call both webhooks", Duration::from_secs(60), Duration::from_millis(500), || {
         let (admin, pods, ns) = (admin.clone(), pods.clone(), ns.clone());
         async move {
-            let p = pod(&ns, &unique_name("opted")).annotation("stowage.io/profile", "default").build();
+            let p = pod(&ns, &unique_name("opted")).annotate("stowage.io/profile", "default").build();
             pods.create(&PostParams::default(), &p).await?;
             let text = admin.request_text(http::Request::get("/metrics").body(Vec::new())?).await?;
             let seen = wanted.iter().all(|w| text.lines().any(|l| l.starts_with(w) && l.contains("stowage.io")));

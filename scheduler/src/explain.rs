@@ -593,10 +593,8 @@ pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        snapshot::Snapshot,
-        testing::{PodBuilder, node, statefulset},
-    };
+    use crate::snapshot::Snapshot;
+    use stowage_fixtures::{PodBuilder, node, statefulset};
 
     fn cache(cfg: &Config) -> ClusterCache {
         let snap = Snapshot {

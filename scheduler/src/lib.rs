@@ -40,8 +40,6 @@ pub mod metrics;
 pub mod plugins;
 pub mod service;
 pub mod snapshot;
-#[doc(hidden)]
-pub mod testing;
 
 pub use binder::{Binder, FakeBinder, KubeBinder};
 pub use cache::{ClusterCache, spawn_watchers};

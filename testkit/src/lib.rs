@@ -9,8 +9,8 @@
 //!   lifecycle controller see a node die.
 //! * [`ControlPlane::start_scheduler`] runs kube-scheduler with a [`SchedulerConfig`] (profiles,
 //!   [`Extender`]s).
-//! * Builders for nodes, storage, StatefulSets and pods ([`fake_node`], [`local_pv`], [`pvc`],
-//!   [`statefulset`], [`pod`], ...) and polling helpers ([`wait_for_pod_bound`],
+//! * [`fake_node`] (a node kwok runs), [`create`] for any object built with `stowage_fixtures`,
+//!   unique [`namespace`]s, and polling helpers ([`wait_for_pod_bound`],
 //!   [`wait_for_statefulset_ready`], [`assert_pod_stays_unbound`], [`pod_events`],
 //!   [`force_delete_pod`], [`wait_for_node_ready_status`]).
 //! * [`RecordingProxy`], a transparent HTTP(S) reverse proxy that records what a real component
@@ -44,12 +44,7 @@ pub use lifecycle::{
     delete_statefulset, is_ready, kill_node, node_ready_status, revive_node, statefulset_pods, wait_for_claim_bound,
     wait_for_node_ready_status, wait_for_pod_ready, wait_for_statefulset_ready,
 };
-pub use objects::{
-    HOSTNAME_LABEL, NodeBuilder, PersistentVolumeBuilder, PodBuilder, PvcBuilder, REGION_LABEL, STS_POD_INDEX_LABEL,
-    STS_POD_NAME_LABEL, StatefulSetBuilder, StorageClassBuilder, TEST_IMAGE, ZONE_LABEL, create, create_nodes,
-    delete_nodes, fake_node, local_pv, namespace, namespace_with_labels, pod, pvc, statefulset, statefulset_pod,
-    storage_class, unique_name,
-};
+pub use objects::{create, create_nodes, delete_nodes, fake_node, namespace, namespace_with_labels, unique_name};
 pub use pki::CertPair;
 pub use process::{Supervised, free_ports};
 pub use proxy::{Exchange, ProxyOptions, RecordingProxy, Upstream, pem_to_der, served_certificate};
