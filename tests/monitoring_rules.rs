@@ -12,7 +12,7 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
     time::Duration,
 };
 
@@ -22,7 +22,7 @@ use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
 use stowage_fixtures::pod;
 use stowage_testkit::{
-    ControlPlane, StowageArgs, StowageProcess, Tools, free_ports, namespace, poll_until, unique_name,
+    ControlPlane, StowageArgs, StowageProcess, Tools, expect_success, free_ports, namespace, poll_until, unique_name,
 };
 
 /// Metrics the rules and the dashboard use that the binary does not export yet, each with the
@@ -42,19 +42,7 @@ fn repo(path: &str) -> PathBuf {
 }
 
 fn promtool(args: &[&str]) -> Output {
-    let tools = Tools::get().expect("helm and promtool (scripts/tools.sh builds them)");
-    Command::new(tools.promtool).current_dir(repo(".")).args(args).output().expect("running promtool")
-}
-
-fn expect_success(what: &str, out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    Tools::get().expect("helm and promtool (scripts/tools.sh builds them)").promtool(args)
 }
 
 fn read(path: &str) -> String {
