@@ -187,6 +187,56 @@ pub fn rebuilt(flight: &InFlight, groups: &[GroupFacts]) -> bool {
 mod tests {
     use super::*;
 
+    fn flight(group: &str, member: &str, old_uid: &str, since: &str, stuck: bool) -> InFlight {
+        InFlight {
+            group: group.into(),
+            member: member.into(),
+            old_uid: old_uid.into(),
+            node: "dead".into(),
+            since: since.into(),
+            lost_at: None,
+            stuck,
+        }
+    }
+
+    #[test]
+    fn a_round_ends_forgets_and_times_the_rebuilds_in_flight() {
+        use std::sync::Arc;
+
+        use k8s_openapi::api::core::v1::Pod;
+        let cfg = Config::from_yaml("profiles: {pg: {recovery: {mode: rebuild, stuckAfter: 10m}}}").unwrap();
+        let pod = |name: &str| -> Arc<Pod> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "db", "uid": format!("new-{name}"),
+                        "annotations": {"stowage.io/profile": "pg", "stowage.io/group": "pg"}},
+                    "spec": {"nodeName": "n1", "containers": []},
+                    "status": {"conditions": [{"type": "Ready", "status": if name == "pg-0" { "True" } else { "False" }}]}
+                }))
+                .unwrap(),
+            )
+        };
+        let pods = vec![pod("pg-0"), pod("pg-1")];
+        let objects = Objects { nodes: &[], leases: &[], pods: &pods, claims: &[], volumes: &[], statefulsets: &[] };
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let in_flight = vec![
+            flight("db/pg", "pg-0", "old", "2026-01-01T00:55:00Z", false),
+            flight("db/gone", "x-0", "old", "2026-01-01T00:00:00Z", true),
+            flight("db/pg", "pg-1", "old", "2026-01-01T00:45:00Z", false),
+            flight("db/later", "y-0", "old", "2026-01-01T00:59:00Z", false),
+        ];
+        let plan = round(&objects, &cfg, in_flight, 1, now);
+        assert_eq!(plan.groups.len(), 1);
+        assert_eq!(plan.finished.iter().map(|f| f.member.as_str()).collect::<Vec<_>>(), ["pg-0"], "Ready as a new pod");
+        assert_eq!(plan.forgotten.iter().map(|f| f.member.as_str()).collect::<Vec<_>>(), ["x-0"], "stuck, group gone");
+        let left: Vec<(&str, bool)> = plan.in_flight.iter().map(|f| (f.member.as_str(), f.stuck)).collect();
+        assert_eq!(left, [("pg-1", true), ("y-0", false)]);
+        assert_eq!(plan.newly_stuck, [(0, Duration::from_secs(600))], "pg-1 started 15 min ago, stuckAfter 10 min");
+        assert_eq!(plan.decisions.len(), 2, "every member decided");
+        assert!(plan.decisions.iter().all(|d| d.start.is_none()), "no rebuild starts while one is stuck");
+        assert_eq!(plan.audits.len(), 1);
+    }
+
     #[test]
     fn a_rebuild_is_over_when_the_member_is_ready_as_a_new_pod_or_elsewhere() {
         use crate::facts::{GroupFacts, MemberFacts};
