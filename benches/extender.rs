@@ -1,7 +1,7 @@
 //! Extender hot paths (criterion; means): filter and prioritize for the pending third member of
 //! a group (quorum guard, required zone and node spread, unbound local claim) at 100 / 1,000 /
 //! 5,000 candidate nodes, with 5,000 nodes and 150,000 realistic pods cached (see
-//! `stowage_scheduler::testing::realistic`):
+//! `stowage_fixtures::realistic`):
 //! - `service`: the verbs called directly with decoded arguments;
 //! - `http`: the whole server-side path through the axum router: content-type check, body
 //!   decode, the verb, response encode and body collection.
@@ -14,8 +14,9 @@ use std::{hint::black_box, time::Duration};
 use axum::body::Body;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{Request, header};
-use stowage_loadgen::report::is_bench_run;
-use stowage_scheduler::{extender::v1::ExtenderArgs, router, testing::realistic::ClusterShape};
+use stowage_fixtures::realistic::ClusterShape;
+use stowage_loadgen::{cluster, report::is_bench_run};
+use stowage_scheduler::{extender::v1::ExtenderArgs, router};
 use tower::ServiceExt as _;
 
 fn shape() -> ClusterShape {
@@ -24,7 +25,7 @@ fn shape() -> ClusterShape {
 
 fn benches(c: &mut Criterion) {
     let shape = shape();
-    let ext = shape.extender();
+    let ext = cluster::extender(&shape);
     let pod = shape.pending_member();
     let names = shape.node_names();
     let app = router(ext.clone());

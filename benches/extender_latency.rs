@@ -18,12 +18,13 @@ use axum::{Router, body::Body};
 use hdrhistogram::Histogram;
 use http::{Request, header};
 use serde_json::{Value, json};
+use stowage_fixtures::realistic::ClusterShape;
 use stowage_loadgen::{
     client::latency_histogram,
-    empty,
+    cluster, empty,
     report::{self, Table, is_bench_run, ms},
 };
-use stowage_scheduler::{extender::v1::ExtenderArgs, router, testing::realistic::ClusterShape};
+use stowage_scheduler::{extender::v1::ExtenderArgs, router};
 use tower::ServiceExt as _;
 
 fn micros(start: Instant) -> u64 {
@@ -50,7 +51,7 @@ fn main() {
     let nodes: usize = std::env::var("STOWAGE_BENCH_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
     let shape = ClusterShape::new(nodes, 30);
     let started = Instant::now();
-    let ext = shape.extender();
+    let ext = cluster::extender(&shape);
     let (rss, _) = report::rss_kib();
     eprintln!(
         "cache: {} nodes, {} pods fed in {:.1}s; RSS {} MiB",

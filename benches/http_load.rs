@@ -34,13 +34,13 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stowage_certs::{GenerateOptions, generate_to_dir};
+use stowage_fixtures::realistic::{CONFIG as EXTENDER_CONFIG, ClusterShape};
 use stowage_loadgen::{
     client::{self, LoadOptions, LoadResult, Target, Workload},
     empty,
     fixtures::{self, UidTemplate},
     report::{self, TICKS_PER_SECOND, Table, is_bench_run, ms},
 };
-use stowage_scheduler::testing::realistic::{CONFIG as EXTENDER_CONFIG, ClusterShape};
 use stowage_testkit::{Supervised, free_ports, poll_until};
 use tokio::net::TcpListener;
 

@@ -5,7 +5,7 @@
 //! Each (size, cache) pair runs in a fresh child process (this binary, re-executed), so sizes
 //! and caches never share a heap. The child reads `VmRSS` from `/proc/self/status`, feeds nodes,
 //! pods, PVs, PVCs, StorageClasses and StatefulSets of a realistic synthetic cluster (full objects
-//! with managedFields, env, probes, volumes, status; see `stowage_scheduler::testing::realistic`)
+//! with managedFields, env, probes, volumes, status; see `stowage_fixtures::realistic`)
 //! one object at a time through the same path as the watchers (`watcher::Event`s: `Init`,
 //! `InitApply`…, `InitDone`), then reads `VmRSS` and the peak `VmHWM` again. The generator never
 //! holds more than one full object.
@@ -22,12 +22,13 @@ use k8s_openapi::api::{
 };
 use kube::runtime::{reflector, watcher::Event};
 use serde_json::{Value, json};
-use stowage_loadgen::report::{self, Table, is_bench_run};
-use stowage_policy::Config;
-use stowage_scheduler::{
-    ClusterCache,
-    testing::realistic::{CONFIG, ClusterShape},
+use stowage_fixtures::realistic::{CONFIG, ClusterShape};
+use stowage_loadgen::{
+    cluster,
+    report::{self, Table, is_bench_run},
 };
+use stowage_policy::Config;
+use stowage_scheduler::ClusterCache;
 
 const ROLE_ENV: &str = "STOWAGE_BENCH_MEMORY_CHILD";
 const PODS_PER_NODE: usize = 30;
@@ -56,7 +57,7 @@ fn child(cache: usize, nodes: usize) {
     let keep: Box<dyn std::any::Any> = if cache == 0 {
         let config = Config::from_yaml(CONFIG).expect("bench config");
         let cache = ClusterCache::new(&config);
-        shape.feed(&cache);
+        cluster::feed(&shape, &cache);
         objects = cache.status().iter().map(|s| s.objects).sum::<usize>();
         Box::new(cache)
     } else {

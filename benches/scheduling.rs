@@ -50,6 +50,7 @@ use kube::{
 };
 use serde_json::json;
 use stowage_certs::{GenerateOptions, generate_to_dir};
+use stowage_fixtures::{pod, statefulset_pod};
 use stowage_loadgen::{
     client::latency_histogram,
     empty,
@@ -57,7 +58,7 @@ use stowage_loadgen::{
 };
 use stowage_testkit::{
     ControlPlane, Extender, SchedulerConfig, StowageArgs, StowageProcess, create, create_nodes, fake_node, metric_sum,
-    namespace_with_labels, pod, poll_until, statefulset_pod,
+    namespace_with_labels, poll_until,
 };
 
 const PROFILE: &str = "stowage.io/profile";
@@ -216,8 +217,8 @@ fn batch<'a>(namespace: &'a str, scheduler: &str, pods: usize) -> impl Iterator<
     (0..pods).map(move |i| {
         statefulset_pod(namespace, &format!("db-{}", i / 3), u32::try_from(i % 3).unwrap_or(0))
             .scheduler_name(&scheduler)
-            .annotation(PROFILE, "bench")
-            .annotation(MEMBERS, "3")
+            .annotate(PROFILE, "bench")
+            .annotate(MEMBERS, "3")
             .cpu("500m")
             .memory("1Gi")
             .build()
@@ -352,7 +353,7 @@ fn webhook_configuration(name: &str, port: u16, ca_pem: &[u8]) -> anyhow::Result
 }
 
 fn latency_pod(namespace: &str, name: &str) -> Pod {
-    pod(namespace, name).annotation(PROFILE, "default").annotation("stowage.io/group", "latency").build()
+    pod(namespace, name).annotate(PROFILE, "default").annotate("stowage.io/group", "latency").build()
 }
 
 /// Creates the pod and returns the call's latency in microseconds and whether it came back

@@ -10,13 +10,10 @@
 use std::{hint::black_box, time::Duration};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use stowage_fixtures::realistic::{CONFIG, ClusterShape};
 use stowage_loadgen::report::is_bench_run;
 use stowage_policy::Config;
-use stowage_scheduler::{
-    ClusterCache,
-    snapshot::Snapshot,
-    testing::realistic::{CONFIG, ClusterShape},
-};
+use stowage_scheduler::{ClusterCache, snapshot::Snapshot};
 
 fn benches(c: &mut Criterion) {
     let config = Config::from_yaml(CONFIG).expect("bench config");

@@ -32,20 +32,11 @@ case "${1:-}" in
   print-versions) echo "$K8S_VERSIONS"; exit 0 ;;
 esac
 
-export GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
-# Go's module and build caches are only needed while building (several GiB on a fresh
-# machine): keep them private to this script and remove them when it exits. The binaries
-# are what is cached.
-GO_CACHES="$CACHE/build/go"
-export GOMODCACHE="$GO_CACHES/mod" GOCACHE="$GO_CACHES/build"
-drop_go_caches() {
-  [[ -d "$GO_CACHES" ]] || return 0
-  (cd / && go clean -modcache >/dev/null 2>&1) || true
-  rm -rf "$GO_CACHES" || true
-}
-trap drop_go_caches EXIT
+# shellcheck source=scripts/go-cache.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-cache.sh"
+private_go_caches go
 
 build_kubernetes() {
   local K8S_VERSION="$1" K8S_BIN

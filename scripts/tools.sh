@@ -23,19 +23,11 @@ case "${1:-}" in
   print-dir) echo "$HELM_BIN:$PROMTOOL_BIN"; exit 0 ;;
 esac
 
-export GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
 log() { printf '[tools] %s\n' "$*" >&2; }
 
-# Go's module and build caches are only needed while building: private to this script and
-# removed when it exits. The binaries are what is cached.
-GO_CACHES="$CACHE/build/go-tools"
-export GOMODCACHE="$GO_CACHES/mod" GOCACHE="$GO_CACHES/build"
-drop_go_caches() {
-  [[ -d "$GO_CACHES" ]] || return 0
-  (cd / && go clean -modcache >/dev/null 2>&1) || true
-  rm -rf "$GO_CACHES" || true
-}
-trap drop_go_caches EXIT
+# shellcheck source=scripts/go-cache.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-cache.sh"
+private_go_caches go-tools
 
 # Builds PKG of MODULE@VERSION into DEST/NAME through a wrapper module, so the dependency
 # versions are the ones the tool's own go.mod selected (`go install` refuses modules with

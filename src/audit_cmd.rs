@@ -31,6 +31,11 @@ struct Cluster {
     statefulsets: Vec<StatefulSet>,
 }
 
+/// The objects as recovery's facts borrow them (shared, as its watch caches hold them).
+fn shared<T>(objects: Vec<T>) -> Vec<std::sync::Arc<T>> {
+    objects.into_iter().map(std::sync::Arc::new).collect()
+}
+
 async fn list<K>(api: Api<K>) -> anyhow::Result<Vec<K>>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
@@ -78,16 +83,19 @@ pub(crate) async fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         }
         None => live(args).await?,
     };
+    let (nodes, leases) = (shared(cluster.nodes), shared(cluster.leases));
+    let (pods, claims) = (shared(cluster.pods), shared(cluster.claims));
+    let (volumes, statefulsets) = (shared(cluster.volumes), shared(cluster.statefulsets));
     let objects = Objects {
-        nodes: &cluster.nodes,
-        leases: &cluster.leases,
-        pods: &cluster.pods,
-        claims: &cluster.claims,
-        volumes: &cluster.volumes,
-        statefulsets: &cluster.statefulsets,
+        nodes: &nodes,
+        leases: &leases,
+        pods: &pods,
+        claims: &claims,
+        volumes: &volumes,
+        statefulsets: &statefulsets,
     };
     let groups = group_facts(&objects, &config);
-    let report = audit_groups(&groups, &node_facts(&cluster.nodes, &cluster.leases, &config));
+    let report = audit_groups(&groups, &node_facts(&nodes, &leases, &config));
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "groups": report }))?),
         Output::Text => print!("{}", text(&report)),

@@ -199,9 +199,9 @@ pub(crate) fn waiting_message(ex: &Explanation, scheduler_message: &str) -> Stri
 }
 
 /// The most specific rule that explains the wait.
-fn held_by(reasons: &[(&str, usize)], scheduler_message: &str) -> &'static str {
+fn held_by(reasons: &[(&str, usize)], scheduler_message: &str) -> String {
     let has = |needle: &str| reasons.iter().any(|(r, _)| r.contains(needle));
-    if has("quorum guard") {
+    let rule = if has("quorum guard") {
         "the quorum guard (no zone may hold a majority)"
     } else if has("zone") {
         "zone spread"
@@ -215,11 +215,32 @@ fn held_by(reasons: &[(&str, usize)], scheduler_message: &str) -> &'static str {
         "its node pool"
     } else if scheduler_message.contains("topology spread") {
         "zone spread (kube-scheduler's own topology spread filter)"
-    } else if scheduler_message.contains("Insufficient") {
-        "resources (no node with enough free cpu or memory)"
     } else {
-        "kube-scheduler's filters"
+        let short = insufficient(scheduler_message);
+        if short.is_empty() {
+            "kube-scheduler's filters"
+        } else {
+            return format!("resources (no node with enough free {})", short.join(" or "));
+        }
+    };
+    rule.to_owned()
+}
+
+/// The resources kube-scheduler's resource fit found short, in the order it names them: each
+/// `Insufficient <resource>` of its message (cpu, memory, ephemeral-storage, hugepages-*,
+/// extended resources such as nvidia.com/gpu), once each, at most 4.
+fn insufficient(scheduler_message: &str) -> Vec<&str> {
+    let mut found: Vec<&str> = Vec::new();
+    for (i, m) in scheduler_message.match_indices("Insufficient ") {
+        let rest = &scheduler_message[i + m.len()..];
+        let end = rest.find(|c: char| c == ',' || c == ';' || c.is_whitespace()).unwrap_or(rest.len());
+        // A resource name ends in an alphanumeric; a trailing '.' ends the sentence.
+        let name = rest[..end].trim_end_matches('.');
+        if !name.is_empty() && !found.contains(&name) && found.len() < 4 {
+            found.push(name);
+        }
     }
+    found
 }
 
 /// What would let the pod be placed.
@@ -360,6 +381,38 @@ mod tests {
         let text = waiting_message(&ex, &"x".repeat(100_000));
         assert!(text.contains("every zone holds its maximum"), "{text}");
         assert!(text.len() < 1024, "{} bytes", text.len());
+    }
+
+    #[test]
+    fn the_resources_kube_scheduler_found_short_are_named() {
+        let table = [
+            ("0/4 nodes are available: 4 Insufficient cpu.", "resources (no node with enough free cpu)"),
+            (
+                "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: \
+                 3 No preemption victims found for incoming pod.",
+                "resources (no node with enough free nvidia.com/gpu)",
+            ),
+            (
+                "0/3 nodes are available: 1 Insufficient ephemeral-storage, 2 Insufficient memory.",
+                "resources (no node with enough free ephemeral-storage or memory)",
+            ),
+            (
+                "0/5 nodes are available: 2 Insufficient example.com/licence, 3 Insufficient hugepages-2Mi.",
+                "resources (no node with enough free example.com/licence or hugepages-2Mi)",
+            ),
+            (
+                "0/6 nodes are available: 3 Insufficient cpu, 3 Insufficient cpu, 1 Insufficient memory.",
+                "resources (no node with enough free cpu or memory)",
+            ),
+            ("0/2 nodes are available: 2 node(s) had untolerated taint {a: b}.", "kube-scheduler's filters"),
+        ];
+        for (message, want) in table {
+            assert_eq!(held_by(&[], message), want, "{message}");
+        }
+        let ex = explanation(vec![line("c1", "c", "")], &[("c", 0)], Some("c1"));
+        let text = waiting_message(&ex, "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.");
+        assert!(text.contains("held by resources (no node with enough free nvidia.com/gpu)."), "{text}");
+        assert!(!text.contains("cpu or memory"), "{text}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use kube::{
     api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams},
 };
 use serde_json::{Value, json};
+use stowage_fixtures::{PersistentVolumeBuilder, StatefulSetBuilder, StorageClassBuilder, pod};
 use stowage_scheduler::extender::v1::{
     ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult, ExtenderPreemptionArgs,
     ExtenderPreemptionResult, HostPriorityList, MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY,
@@ -38,9 +39,8 @@ use stowage_scheduler::extender::v1::{
 use stowage_testkit::{
     ControlPlane, Exchange, Extender, ProxyOptions, RecordingProxy, SchedulerConfig, SchedulerHandle, StowageProcess,
     Upstream, assert_pod_stays_unbound, create, create_nodes, delete_nodes, delete_statefulset, describe_pod,
-    fake_node, force_delete_pod, local_pv, metric_sum, namespace, node_name, pod, pod_condition, pod_events,
-    poll_until, scaled, start_extender, statefulset, storage_class, unique_name, wait_for_claim_bound,
-    wait_for_pod_bound, wait_for_statefulset_ready,
+    fake_node, force_delete_pod, metric_sum, namespace, node_name, pod_condition, pod_events, poll_until, scaled,
+    start_extender, unique_name, wait_for_claim_bound, wait_for_pod_bound, wait_for_statefulset_ready,
 };
 
 /// Node label every test's pods select (its value is unique per test or per pool).
@@ -168,10 +168,10 @@ impl Env {
     }
 
     /// A pod template of an opted-in database member for `scheduler`, on the nodes of `pool`.
-    fn template(&self, scheduler: &str, pool: &str) -> stowage_testkit::PodBuilder {
+    fn template(&self, scheduler: &str, pool: &str) -> stowage_fixtures::PodBuilder {
         pod(&self.ns, "template")
             .scheduler_name(scheduler)
-            .annotation("stowage.io/profile", PROFILE)
+            .annotate("stowage.io/profile", PROFILE)
             .node_selector(POOL_LABEL, pool)
             .cpu("500m")
             .memory("512Mi")
@@ -236,7 +236,7 @@ impl Env {
         claims: Option<(&str, &str)>,
         parallel: bool,
     ) -> StatefulSet {
-        let mut builder = statefulset(&self.ns, name, replicas, template);
+        let mut builder = StatefulSetBuilder::new(&self.ns, name, replicas, template);
         if let Some((claim, class)) = claims {
             builder = builder.volume_claim_template(claim, class, "10Gi");
         }
@@ -704,7 +704,9 @@ async fn a_recreated_member_returns_to_the_node_holding_its_local_volume() {
     let pool = env.id.clone();
     env.nodes(&pool, &["a", "b", "c"], 2).await;
     let class = format!("{}-local", env.id);
-    create(&env.client, &storage_class(&class).wait_for_first_consumer().build()).await.expect("StorageClass");
+    create(&env.client, &StorageClassBuilder::new(&class).wait_for_first_consumer().build())
+        .await
+        .expect("StorageClass");
     env.cluster_objects.push(("StorageClass", class.clone()));
 
     // Local volumes as sig-storage-local-static-provisioner publishes them (Available, no claim):
@@ -715,7 +717,9 @@ async fn a_recreated_member_returns_to_the_node_holding_its_local_volume() {
     for zone in ["a", "b", "c"] {
         for (i, size) in [(1, "10Gi"), (2, "1Gi")] {
             let (pv_name, node) = (format!("{}-pv-{zone}{i}", env.id), format!("{pool}-{zone}{i}"));
-            create(&env.client, &local_pv(&pv_name, &node, size, &class).build()).await.expect("PersistentVolume");
+            create(&env.client, &PersistentVolumeBuilder::local(&pv_name, &node, &class, size).build())
+                .await
+                .expect("PersistentVolume");
             env.cluster_objects.push(("PersistentVolume", pv_name));
         }
     }
@@ -892,18 +896,22 @@ async fn an_operator_managed_group_of_bare_pods_is_spread_with_its_volumes() {
     let pool = env.id.clone();
     let nodes = env.nodes(&pool, &["a", "b", "c"], 2).await;
     let class = format!("{}-local", env.id);
-    create(&env.client, &storage_class(&class).wait_for_first_consumer().build()).await.expect("StorageClass");
+    create(&env.client, &StorageClassBuilder::new(&class).wait_for_first_consumer().build())
+        .await
+        .expect("StorageClass");
     env.cluster_objects.push(("StorageClass", class.clone()));
     for node in &nodes {
         let pv_name = format!("{}-pv-{}", env.id, node.rsplit('-').next().unwrap_or_default());
-        create(&env.client, &local_pv(&pv_name, node, "20Gi", &class).build()).await.expect("PersistentVolume");
+        create(&env.client, &PersistentVolumeBuilder::local(&pv_name, node, &class, "20Gi").build())
+            .await
+            .expect("PersistentVolume");
         env.cluster_objects.push(("PersistentVolume", pv_name));
     }
     let names: Vec<String> = (1..=3).map(|i| format!("pg-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         create(
             &env.client,
-            &stowage_testkit::pvc(&env.ns, name, &class, "10Gi").label("cnpg.io/cluster", "pg").build(),
+            &stowage_fixtures::PvcBuilder::new(&env.ns, name, &class, "10Gi").label("cnpg.io/cluster", "pg").build(),
         )
         .await
         .expect("PVC");
@@ -912,8 +920,8 @@ async fn an_operator_managed_group_of_bare_pods_is_spread_with_its_volumes() {
             .template(&scheduler, &pool)
             .label("cnpg.io/cluster", "pg")
             .label("cnpg.io/instanceRole", role)
-            .annotation("stowage.io/group", "pg")
-            .annotation("stowage.io/members", "3")
+            .annotate("stowage.io/group", "pg")
+            .annotate("stowage.io/members", "3")
             .pvc_volume("pgdata", name)
             .build();
         let mut instance = instance;
@@ -1243,7 +1251,7 @@ async fn capture(env: &mut Env, mode: Mode, low: &str, high: &str) {
     let loose = format!("loose-{}", mode.as_str());
     let loose_pod = pod(&env.ns, &loose)
         .scheduler_name(&scheduler)
-        .annotation("stowage.io/profile", "loose")
+        .annotate("stowage.io/profile", "loose")
         .node_selector(POOL_LABEL, &pool)
         .cpu("100m")
         .build();

@@ -17,10 +17,11 @@ use std::{path::Path, time::Duration};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
+use stowage_fixtures::pod;
 use stowage_policy::config::MANAGED_RESOURCE;
 use stowage_testkit::{
     ControlPlane, SchedulerConfig, StowageArgs, StowageProcess, create, create_nodes, delete_nodes, describe_pod,
-    fake_node, metric_sum, namespace, pod, poll_until, scaled, unique_name, wait_for_pod_bound,
+    fake_node, metric_sum, namespace, poll_until, scaled, unique_name, wait_for_pod_bound,
 };
 
 /// Node label the test's pods select.
@@ -92,7 +93,7 @@ async fn only_pods_with_the_managed_resource_reach_the_extender() {
     let managed = pod(&ns, "managed")
         .scheduler_name(&scheduler_name)
         .node_selector(POOL_LABEL, &pool)
-        .annotation("stowage.io/profile", "default")
+        .annotate("stowage.io/profile", "default")
         .cpu("100m")
         .request(MANAGED_RESOURCE, "1")
         .limit(MANAGED_RESOURCE, "1")

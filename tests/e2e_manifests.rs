@@ -24,9 +24,10 @@ use kube::{
     api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
+use stowage_fixtures::{StatefulSetBuilder, pod};
 use stowage_testkit::{
     ControlPlane, Extender, Identity, SchedulerConfig, StowageArgs, StowageProcess, create, create_nodes, fake_node,
-    namespace, pod, poll_until, scaled, statefulset, unique_name, wait_for_pod_bound, wait_for_pod_event,
+    namespace, poll_until, scaled, unique_name, wait_for_pod_bound, wait_for_pod_event,
 };
 
 const NS: &str = "stowage-system";
@@ -368,7 +369,7 @@ async fn stowage_certs_overlay_rbac_is_sufficient_and_refuses_the_rest() {
     assert_forbidden(
         "scheduler: create pods",
         Api::<Pod>::namespaced(sched_client.clone(), "default")
-            .create(&PostParams::default(), &stowage_testkit::pod("default", "nope").build())
+            .create(&PostParams::default(), &stowage_fixtures::pod("default", "nope").build())
             .await,
     );
     drop(scheduler);
@@ -431,7 +432,7 @@ async fn stowage_certs_overlay_rbac_is_sufficient_and_refuses_the_rest() {
     assert_forbidden(
         "extender: create pods",
         Api::<Pod>::namespaced(only.clone(), &test_ns)
-            .create(&PostParams::default(), &stowage_testkit::pod(&test_ns, "nope").build())
+            .create(&PostParams::default(), &stowage_fixtures::pod(&test_ns, "nope").build())
             .await,
     );
     assert_forbidden("extender: read secrets", Api::<Secret>::namespaced(only.clone(), NS).get("stowage-ca").await);
@@ -469,13 +470,13 @@ async fn place_one_member(
     let ns = namespace(admin, "placed").await.expect("namespace");
     let template = pod(&ns, "pg")
         .scheduler_name(scheduler_name)
-        .annotation("stowage.io/profile", "replicated")
+        .annotate("stowage.io/profile", "replicated")
         .node_selector("pool", &pool)
         .cpu("100m")
         .memory("128Mi")
         .template();
     // The StatefulSet controller creates pg-0 (and the others once it is Ready).
-    create(admin, &statefulset(&ns, "pg", 3, template).build()).await.expect("StatefulSet");
+    create(admin, &StatefulSetBuilder::new(&ns, "pg", 3, template).build()).await.expect("StatefulSet");
     let bound = wait_for_pod_bound(admin, &ns, "pg-0", scaled(Duration::from_secs(60))).await.unwrap_or_else(|e| {
         panic!("pod not bound: {e:#}\n{}\n{scheduler_diagnostics}\n{}", extender.log_tail(LOG_LINES), cp.diagnostics())
     });

@@ -23,10 +23,11 @@ use kube::{
     Api, ResourceExt as _,
     api::{DeleteParams, ListParams},
 };
+use stowage_fixtures::{PersistentVolumeBuilder, PvcBuilder, StatefulSetBuilder, StorageClassBuilder, pod};
 use stowage_testkit::{
     ControlPlane, Extender, SchedulerConfig, SchedulerHandle, StowageProcess, create, create_nodes, delete_nodes,
-    delete_statefulset, describe_pod, fake_node, force_delete_pod, local_pv, namespace, node_name, pod, pvc, scaled,
-    start_extender, statefulset, storage_class, unique_name, wait_for_pod_ready, wait_for_statefulset_ready,
+    delete_statefulset, describe_pod, fake_node, force_delete_pod, namespace, node_name, scaled, start_extender,
+    unique_name, wait_for_pod_ready, wait_for_statefulset_ready,
 };
 
 /// Rounds of every racing scenario.
@@ -131,11 +132,15 @@ impl Env {
     /// static provisioner publishes them. Returns the class name.
     async fn local_storage(&self, tag: &str, nodes: &[String], per_node: usize) -> String {
         let class = format!("{}-{tag}", self.id);
-        create(&self.client, &storage_class(&class).wait_for_first_consumer().build()).await.expect("StorageClass");
+        create(&self.client, &StorageClassBuilder::new(&class).wait_for_first_consumer().build())
+            .await
+            .expect("StorageClass");
         for node in nodes {
             for i in 0..per_node {
                 let pv = format!("{class}-{node}-{i}");
-                create(&self.client, &local_pv(&pv, node, "10Gi", &class).build()).await.expect("PersistentVolume");
+                create(&self.client, &PersistentVolumeBuilder::local(&pv, node, &class, "10Gi").build())
+                    .await
+                    .expect("PersistentVolume");
             }
         }
         class
@@ -238,9 +243,9 @@ async fn density_round(
     let builds = names.iter().map(|name| {
         let mut template = pod(&env.ns, name).scheduler_name(scheduler).node_selector(POOL_LABEL, pool).cpu("100m");
         if stowage {
-            template = template.annotation("stowage.io/profile", "dense");
+            template = template.annotate("stowage.io/profile", "dense");
         }
-        statefulset(&env.ns, name, 3, template.template())
+        StatefulSetBuilder::new(&env.ns, name, 3, template.template())
             .parallel()
             .volume_claim_template("data", &class, "10Gi")
             .build()
@@ -316,7 +321,7 @@ async fn primaries_round(
     let class = env.local_storage(&format!("p{round}{}", u8::from(stowage)), nodes, 2).await;
     let names = ["alpha", "beta"].map(|c| format!("{c}-{round}-1"));
     for name in &names {
-        create(&env.client, &pvc(&env.ns, name, &class, "10Gi").build()).await.expect("PVC");
+        create(&env.client, &PvcBuilder::new(&env.ns, name, &class, "10Gi").build()).await.expect("PVC");
     }
     let pods: Vec<Pod> = names
         .iter()
@@ -331,9 +336,9 @@ async fn primaries_round(
                 .pvc_volume("pgdata", name);
             if stowage {
                 builder = builder
-                    .annotation("stowage.io/profile", "primaries")
-                    .annotation("stowage.io/group", cluster)
-                    .annotation("stowage.io/members", "3");
+                    .annotate("stowage.io/profile", "primaries")
+                    .annotate("stowage.io/group", cluster)
+                    .annotate("stowage.io/members", "3");
             } else {
                 builder = builder.cloudnativepg_default_rule("cnpg.io/cluster", cluster);
             }
@@ -423,11 +428,13 @@ async fn members_land_on_quiet_nodes_against_the_schedulers_own_preference() {
         let name = if stowage { "quiet" } else { "vanilla" };
         let mut template = pod(&env.ns, name).scheduler_name(&scheduler).node_selector(POOL_LABEL, &pool).cpu("500m");
         template = if stowage {
-            template.annotation("stowage.io/profile", "quiet")
+            template.annotate("stowage.io/profile", "quiet")
         } else {
             template.cloudnativepg_default_rule("cnpg.io/cluster", name).label("cnpg.io/cluster", name)
         };
-        create(&env.client, &statefulset(&env.ns, name, 3, template.template()).parallel().build()).await.expect("sts");
+        create(&env.client, &StatefulSetBuilder::new(&env.ns, name, 3, template.template()).parallel().build())
+            .await
+            .expect("sts");
         let pods = match wait_for_statefulset_ready(&env.client, &env.ns, name, 3, scaled(READY_TIMEOUT)).await {
             Ok(p) => p,
             Err(e) => panic!("{e:#}\n{}", env.diag(&[&format!("{name}-0"), &format!("{name}-1")]).await),
@@ -469,7 +476,7 @@ async fn a_member_rejected_by_the_schedulers_own_filters_still_gets_a_reason() {
         .scheduler_name(&scheduler)
         .node_selector(POOL_LABEL, &pool)
         .cpu("500m")
-        .annotation("stowage.io/profile", "guarded");
+        .annotate("stowage.io/profile", "guarded");
     template = template.label("app", "pg");
     let mut template = template.template();
     // What the webhook injects for `zoneSpread: required` (docs/policy.md).
@@ -485,7 +492,7 @@ async fn a_member_rejected_by_the_schedulers_own_filters_still_gets_a_reason() {
             }),
             ..Default::default()
         }]);
-    create(&env.client, &statefulset(&env.ns, "pg", 3, template).build()).await.expect("StatefulSet");
+    create(&env.client, &StatefulSetBuilder::new(&env.ns, "pg", 3, template).build()).await.expect("StatefulSet");
     for name in ["pg-0", "pg-1"] {
         if let Err(e) = wait_for_pod_ready(&env.client, &env.ns, name, scaled(READY_TIMEOUT)).await {
             panic!("{e:#}\n{}", env.diag(&[name]).await);

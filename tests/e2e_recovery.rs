@@ -17,11 +17,11 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use serde_json::json;
+use stowage_fixtures::{PersistentVolumeBuilder, StatefulSetBuilder, StorageClassBuilder, pod};
 use stowage_testkit::{
     ControlPlane, SchedulerConfig, SchedulerHandle, StowageArgs, StowageProcess, create, create_nodes, delete_nodes,
-    describe_pod, fake_node, is_ready, kill_node, local_pv, namespace, node_name, pod, pod_events, poll_until,
-    revive_node, scaled, statefulset, statefulset_pods, storage_class, unique_name, wait_for_node_ready_status,
-    wait_for_statefulset_ready,
+    describe_pod, fake_node, is_ready, kill_node, namespace, node_name, pod_events, poll_until, revive_node, scaled,
+    statefulset_pods, unique_name, wait_for_node_ready_status, wait_for_statefulset_ready,
 };
 
 const POOL_LABEL: &str = "stowage-e2e/pool";
@@ -60,7 +60,7 @@ fn stowage_bin() -> PathBuf {
 /// 0 the apiserver would remove it at once).
 fn member_template(profile: &str, scheduler: &str, pool: &str, sts: &str) -> PodTemplateSpec {
     let mut template = pod("", "")
-        .annotation("stowage.io/profile", profile)
+        .annotate("stowage.io/profile", profile)
         .scheduler_name(scheduler)
         .node_selector(POOL_LABEL, pool)
         .template();
@@ -120,10 +120,14 @@ impl Bed {
         }
         create_nodes(&client, objects).await.expect("nodes");
         let class = unique_name("rec-local");
-        create(&client, &storage_class(&class).wait_for_first_consumer().build()).await.expect("storage class");
+        create(&client, &StorageClassBuilder::new(&class).wait_for_first_consumer().build())
+            .await
+            .expect("storage class");
         for key in volumes {
             let node = &nodes[key];
-            create(&client, &local_pv(&format!("{node}-pv"), node, "1Gi", &class).build()).await.expect("pv");
+            create(&client, &PersistentVolumeBuilder::local(&format!("{node}-pv"), node, &class, "1Gi").build())
+                .await
+                .expect("pv");
         }
 
         let profile = unique_name("rec");
@@ -162,7 +166,10 @@ impl Bed {
         let replicas = i32::try_from(volumes.len()).expect("replicas");
         create(
             &client,
-            &statefulset(&ns, &sts, replicas, template).parallel().volume_claim_template("data", &class, "1Gi").build(),
+            &StatefulSetBuilder::new(&ns, &sts, replicas, template)
+                .parallel()
+                .volume_claim_template("data", &class, "1Gi")
+                .build(),
         )
         .await
         .expect("statefulset");
@@ -266,7 +273,7 @@ impl Bed {
     /// Creates a free local volume on node `key`.
     async fn spare_volume(&self, key: &str) {
         let node = &self.nodes[key];
-        create(&self.client, &local_pv(&format!("{node}-pv"), node, "1Gi", &self.class).build())
+        create(&self.client, &PersistentVolumeBuilder::local(&format!("{node}-pv"), node, &self.class, "1Gi").build())
             .await
             .expect("spare pv");
     }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use stowage_fixtures::pod;
 use stowage_testkit::{
     ControlPlane, SchedulerConfig, assert_pod_stays_unbound, create, create_nodes, fake_node, force_delete_pod,
-    namespace, node_name, pod, pod_condition, unique_name, wait_for_pod_bound, wait_for_pod_event,
+    namespace, node_name, pod_condition, unique_name, wait_for_pod_bound, wait_for_pod_event,
 };
 
 const BIND_TIMEOUT: Duration = Duration::from_secs(30);

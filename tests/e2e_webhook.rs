@@ -25,10 +25,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use stowage_fixtures::pod;
 use stowage_testkit::{
     CertPair, ControlPlane, Exchange, ProxyOptions, RecordingProxy, StowageArgs, StowageProcess, Upstream,
-    metric_series, metric_sum, namespace_with_labels, pem_to_der, pod, poll_until, scaled, served_certificate,
-    unique_name,
+    metric_series, metric_sum, namespace_with_labels, pem_to_der, poll_until, scaled, served_certificate, unique_name,
 };
 use stowage_webhook::{AdmissionResponse, AdmissionReview, decode_request};
 
@@ -76,7 +76,7 @@ fn example_pod(namespace: &str) -> Value {
 
 /// A small pod that opts in with the `default` profile (no priority class needed).
 fn opted_in_pod(namespace: &str, name: &str, group: &str) -> Pod {
-    pod(namespace, name).annotation(PROFILE, "default").annotation(GROUP, group).build()
+    pod(namespace, name).annotate(PROFILE, "default").annotate(GROUP, group).build()
 }
 
 fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {

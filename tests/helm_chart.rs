@@ -25,7 +25,7 @@ use k8s_openapi::api::{
 };
 use kube::{Api, api::ListParams};
 use serde_json::Value;
-use stowage_testkit::{Binaries, ControlPlane, Tools};
+use stowage_testkit::{Binaries, ControlPlane, Tools, expect_success};
 
 const CHART: &str = "charts/stowage";
 const NS: &str = "stowage-system";
@@ -44,28 +44,9 @@ fn tools() -> Tools {
     Tools::get().expect("helm and promtool (scripts/tools.sh builds them)")
 }
 
-/// `helm <args>` from the repository root, with Helm's config, cache and data directories in a
-/// throw-away directory (no repositories, plugins or state from the machine).
+/// `helm <args>` from the repository root, with Helm's state in the throw-away `home`.
 fn helm(home: &Path, args: &[&str]) -> Output {
-    Command::new(&tools().helm)
-        .current_dir(repo("."))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .args(args)
-        .output()
-        .expect("running helm")
-}
-
-fn expect_success(what: &str, out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    tools().helm(home, args)
 }
 
 /// `helm template` of the chart into namespace stowage-system with `--set` values.

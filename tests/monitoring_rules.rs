@@ -12,7 +12,7 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
     time::Duration,
 };
 
@@ -20,8 +20,9 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use k8s_openapi::api::{admissionregistration::v1::MutatingWebhookConfiguration, core::v1::Pod};
 use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
+use stowage_fixtures::pod;
 use stowage_testkit::{
-    ControlPlane, StowageArgs, StowageProcess, Tools, free_ports, namespace, pod, poll_until, unique_name,
+    ControlPlane, StowageArgs, StowageProcess, Tools, expect_success, free_ports, namespace, poll_until, unique_name,
 };
 
 /// Metrics the rules and the dashboard use that the binary does not export yet, each with the
@@ -41,19 +42,7 @@ fn repo(path: &str) -> PathBuf {
 }
 
 fn promtool(args: &[&str]) -> Output {
-    let tools = Tools::get().expect("helm and promtool (scripts/tools.sh builds them)");
-    Command::new(tools.promtool).current_dir(repo(".")).args(args).output().expect("running promtool")
-}
-
-fn expect_success(what: &str, out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    Tools::get().expect("helm and promtool (scripts/tools.sh builds them)").promtool(args)
 }
 
 fn read(path: &str) -> String {
@@ -352,7 +341,7 @@ async fn apiserver_metrics_after_webhook_calls(cp: &ControlPlane, stowage: &Stow
     poll_until("the apiserver to call both webhooks", Duration::from_secs(60), Duration::from_millis(500), || {
         let (admin, pods, ns) = (admin.clone(), pods.clone(), ns.clone());
         async move {
-            let p = pod(&ns, &unique_name("opted")).annotation("stowage.io/profile", "default").build();
+            let p = pod(&ns, &unique_name("opted")).annotate("stowage.io/profile", "default").build();
             pods.create(&PostParams::default(), &p).await?;
             let text = admin.request_text(http::Request::get("/metrics").body(Vec::new())?).await?;
             let seen = wanted.iter().all(|w| text.lines().any(|l| l.starts_with(w) && l.contains("stowage.io")));

@@ -1,7 +1,7 @@
 //! The cost of one recovery round at scale (criterion; means): what the leader does every
-//! `--recovery-interval` — copy the opted-in pods and the other trimmed objects out of the
-//! caches, derive node and group facts, decide every member, audit every group and build the
-//! `/debug/recovery` view — over a generated cluster of 5,000 nodes in 3 zones, 150,000 pods
+//! `--recovery-interval` — take the caches' objects (shared `Arc`s, keeping the opted-in pods),
+//! then `stowage_recovery::round::round` (node and group facts, the rebuilds in flight, every
+//! member decided, every group audited) and the `/debug/recovery` view — over a generated cluster of 5,000 nodes in 3 zones, 150,000 pods
 //! of which 30,000 are members of 10,000 three-member StatefulSet groups on local volumes, with
 //! 50 nodes dead (so members are held, reported and audited as unsafe).
 //!
@@ -23,10 +23,11 @@ use k8s_openapi::{
 use serde_json::json;
 use stowage_policy::Config;
 use stowage_recovery::{
+    Decision,
     audit::audit,
     debug::Round,
-    decide::{Situation, decide},
     facts::{NODE_LEASE_NAMESPACE, Objects, group_facts, node_facts},
+    round::round,
 };
 
 struct Shape {
@@ -125,16 +126,14 @@ fn generate(shape: &Shape) -> Cluster {
     c
 }
 
-fn owned<T: Clone>(v: &[Arc<T>]) -> Vec<T> {
-    v.iter().map(|o| (**o).clone()).collect()
-}
-
-/// One leader round without the API writes.
-fn round(c: &Cluster, cfg: &Config, now: Timestamp) -> (usize, Round) {
-    let pods: Vec<Pod> =
-        c.pods.iter().filter(|p| stowage_policy::annotations::opted_in(&p.metadata)).map(|p| (**p).clone()).collect();
-    let (nodes, leases) = (owned(&c.nodes), owned(&c.leases));
-    let (claims, volumes, statefulsets) = (owned(&c.claims), owned(&c.volumes), owned(&c.statefulsets));
+/// What the controller does with its stores every round: takes their `Arc`s (as
+/// `reflector::Store::state` hands them out), keeps the opted-in pods, runs [`round`] and
+/// builds the `/debug/recovery` view; without the API writes.
+fn leader_round(c: &Cluster, cfg: &Config, now: Timestamp) -> (usize, Round) {
+    let (nodes, leases) = (c.nodes.clone(), c.leases.clone());
+    let mut pods = c.pods.clone();
+    pods.retain(|p| stowage_policy::annotations::opted_in(&p.metadata));
+    let (claims, volumes, statefulsets) = (c.claims.clone(), c.volumes.clone(), c.statefulsets.clone());
     let objects = Objects {
         nodes: &nodes,
         leases: &leases,
@@ -143,27 +142,9 @@ fn round(c: &Cluster, cfg: &Config, now: Timestamp) -> (usize, Round) {
         volumes: &volumes,
         statefulsets: &statefulsets,
     };
-    let groups = group_facts(&objects, cfg);
-    let node_facts = node_facts(&nodes, &leases, cfg);
-    let mut acting = 0;
-    for group in &groups {
-        for member in &group.members {
-            let s = Situation {
-                group,
-                nodes: &node_facts,
-                recovering: None,
-                stuck: false,
-                in_flight: 0,
-                max_in_flight: 1,
-                now,
-            };
-            if !matches!(decide(&s, member), stowage_recovery::Decision::Nothing) {
-                acting += 1;
-            }
-        }
-    }
-    let audits = audit(&groups, &node_facts);
-    (acting, Round::new(now.to_string(), 0, &audits, BTreeMap::new(), Vec::new()))
+    let plan = round(&objects, cfg, Vec::new(), 1, now);
+    let acting = plan.decisions.iter().filter(|d| !matches!(d.decision, Decision::Nothing)).count();
+    (acting, Round::new(now.to_string(), 0, &plan.audits, BTreeMap::new(), Vec::new()))
 }
 
 fn benches(c: &mut Criterion) {
@@ -176,45 +157,34 @@ fn benches(c: &mut Criterion) {
     let cfg = Config::from_yaml("profiles: {pg: {recovery: {mode: report, after: 1m}}}").expect("config");
     let cluster = generate(&shape);
     let now: Timestamp = "2026-01-01T01:00:00Z".parse().expect("time");
-    let (acting, view) = round(&cluster, &cfg, now);
+    let (acting, view) = leader_round(&cluster, &cfg, now);
     assert!(acting > 0, "dead nodes strand members");
     assert!(view.states["not_node_safe"] > 0, "{:?}", view.states);
     let mut g = c.benchmark_group("recovery_round");
     g.sample_size(10).measurement_time(Duration::from_secs(if full { 20 } else { 1 }));
     let id = format!("{}n_{}p_{}g", shape.nodes, shape.pods, shape.groups);
-    g.bench_function(format!("full/{id}"), |b| b.iter(|| black_box(round(&cluster, &cfg, now))));
+    g.bench_function(format!("full/{id}"), |b| b.iter(|| black_box(leader_round(&cluster, &cfg, now))));
     // The parts, to see where the time goes.
-    let pods: Vec<Pod> = cluster
-        .pods
-        .iter()
-        .filter(|p| stowage_policy::annotations::opted_in(&p.metadata))
-        .map(|p| (**p).clone())
-        .collect();
-    let (nodes, leases) = (owned(&cluster.nodes), owned(&cluster.leases));
-    let (claims, volumes, statefulsets) =
-        (owned(&cluster.claims), owned(&cluster.volumes), owned(&cluster.statefulsets));
-    let objects = Objects {
-        nodes: &nodes,
-        leases: &leases,
-        pods: &pods,
-        claims: &claims,
-        volumes: &volumes,
-        statefulsets: &statefulsets,
-    };
-    g.bench_function(format!("copy_out_of_caches/{id}"), |b| {
+    g.bench_function(format!("take_from_caches/{id}"), |b| {
         b.iter(|| {
-            let pods: Vec<Pod> = cluster
-                .pods
-                .iter()
-                .filter(|p| stowage_policy::annotations::opted_in(&p.metadata))
-                .map(|p| (**p).clone())
-                .collect();
-            black_box((pods, owned(&cluster.claims), owned(&cluster.volumes), owned(&cluster.nodes)))
+            let mut pods = cluster.pods.clone();
+            pods.retain(|p| stowage_policy::annotations::opted_in(&p.metadata));
+            black_box((pods, cluster.claims.clone(), cluster.volumes.clone(), cluster.nodes.clone()))
         });
     });
+    let mut pods = cluster.pods.clone();
+    pods.retain(|p| stowage_policy::annotations::opted_in(&p.metadata));
+    let objects = Objects {
+        nodes: &cluster.nodes,
+        leases: &cluster.leases,
+        pods: &pods,
+        claims: &cluster.claims,
+        volumes: &cluster.volumes,
+        statefulsets: &cluster.statefulsets,
+    };
     g.bench_function(format!("group_facts/{id}"), |b| b.iter(|| black_box(group_facts(&objects, &cfg))));
     let groups = group_facts(&objects, &cfg);
-    let facts = node_facts(&nodes, &leases, &cfg);
+    let facts = node_facts(&cluster.nodes, &cluster.leases, &cfg);
     g.bench_function(format!("audit/{id}"), |b| b.iter(|| black_box(audit(&groups, &facts))));
     g.finish();
 }

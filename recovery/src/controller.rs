@@ -35,18 +35,18 @@ use kube::{
     api::{DeleteParams, PostParams, Preconditions},
     runtime::{WatchStreamExt as _, reflector, watcher},
 };
-use serde::{Deserialize, Serialize};
-use stowage_policy::{Config, config::Recovery};
+use stowage_policy::Config;
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
 use crate::{
-    audit::{GroupAudit, GroupState, PendingReason, audit},
+    audit::{GroupAudit, GroupState, PendingReason},
     debug::{self, DebugView, Flight, Held, Round},
-    decide::{Action, Decision, Gate, ReportOnly, Situation, decide, lost_at},
-    facts::{GroupFacts, MemberFacts, NODE_LEASE_NAMESPACE, Objects, group_facts, node_facts},
+    decide::{Action, Decision, Gate, ReportOnly},
+    facts::{GroupFacts, MemberFacts, NODE_LEASE_NAMESPACE, Objects},
     lease::{LeaseElector, Role},
     metrics::{GateLabels, ModeLabels, ReasonLabels, RecoveryMetrics, StateLabels, TransitionLabels},
+    round::{InFlight, RoundPlan, counted, round},
 };
 
 /// `reportingController` of every Event.
@@ -100,73 +100,6 @@ impl Default for Options {
     }
 }
 
-/// A rebuild under way: acted on, the member not Ready again yet. Kept in the Lease so a new
-/// leader honours it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InFlight {
-    /// `namespace/group`.
-    pub group: String,
-    /// The member's pod name.
-    pub member: String,
-    /// The uid of the pod that was stranded.
-    pub old_uid: String,
-    /// The dead node.
-    #[serde(default)]
-    pub node: String,
-    /// When the rebuild started (RFC 3339).
-    pub since: String,
-    /// When the node was lost (RFC 3339), as the facts knew it when acting; absent for a
-    /// deleted node, whose loss is then counted from `since`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lost_at: Option<String>,
-    /// Past `stuckAfter` (said once, then it holds only its group).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub stuck: bool,
-}
-
-impl InFlight {
-    /// Seconds from the node's loss (or the rebuild's start) to `now`.
-    #[must_use]
-    pub fn seconds_since_loss(&self, now: Timestamp) -> Option<f64> {
-        let start: Timestamp = self.lost_at.as_deref().unwrap_or(&self.since).parse().ok()?;
-        Some(now.duration_since(start).as_secs_f64().max(0.0))
-    }
-
-    /// The rebuild started more than `stuck_after` ago (an unreadable start counts as stuck: it
-    /// cannot be timed, so it must not hold the cap forever).
-    #[must_use]
-    pub fn overdue(&self, now: Timestamp, stuck_after: Duration) -> bool {
-        self.since
-            .parse::<Timestamp>()
-            .map_or(true, |since| Duration::try_from(now.duration_since(since)).is_ok_and(|d| d >= stuck_after))
-    }
-}
-
-/// Rebuilds that count against the cluster-wide cap: stuck ones hold only their own group.
-fn counted(in_flight: &[InFlight]) -> usize {
-    in_flight.iter().filter(|f| !f.stuck).count()
-}
-
-/// The `stuckAfter` that applies to a rebuild: its member's profile, else the default.
-fn stuck_after(flight: &InFlight, groups: &BTreeMap<String, &GroupFacts>) -> Duration {
-    groups
-        .get(&flight.group)
-        .and_then(|g| g.member(&flight.member))
-        .map_or(Recovery::default().stuck_after, |m| m.stuck_after)
-}
-
-/// Whether the rebuild is over: the member is Ready again, as a new pod or on another node (a
-/// pod that Kubernetes had already replaced before the rebuild keeps its uid).
-#[must_use]
-pub fn rebuilt(flight: &InFlight, groups: &[GroupFacts]) -> bool {
-    groups.iter().filter(|g| g.key.to_string() == flight.group).any(|g| {
-        g.member(&flight.member).is_some_and(|m| {
-            let moved = m.node.as_deref().is_some_and(|n| n != flight.node);
-            m.ready && !m.terminating && (m.uid != flight.old_uid || moved)
-        })
-    })
-}
-
 /// The trimmed caches the controller reads.
 #[derive(Clone)]
 struct Stores {
@@ -176,14 +109,6 @@ struct Stores {
     claims: reflector::Store<PersistentVolumeClaim>,
     volumes: reflector::Store<PersistentVolume>,
     statefulsets: reflector::Store<StatefulSet>,
-}
-
-fn owned<K>(store: &reflector::Store<K>) -> Vec<K>
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    store.state().iter().map(|k| (**k).clone()).collect()
 }
 
 /// Runs a watcher into a store until the stream ends.
@@ -530,8 +455,9 @@ impl Controller {
         Ok(())
     }
 
-    /// One pass over every group: finish, time and check the rebuilds in flight, decide every
-    /// member, audit every group, publish the round.
+    /// One pass over every group: [`round`] decides on the caches as they are; then the
+    /// rebuilds in flight are finished, timed and checked, every decision is carried out and
+    /// the audit reported, in that order, and the round is published.
     async fn reconcile(
         &mut self,
         stores: &Stores,
@@ -540,17 +466,12 @@ impl Controller {
         started: Instant,
     ) {
         let cfg = self.config.load_full();
-        let (nodes, leases) = (owned(&stores.nodes), owned(&stores.leases));
-        // Only opted-in pods can be members: copy those, not the whole cluster's.
-        let pods: Vec<Pod> = stores
-            .pods
-            .state()
-            .iter()
-            .filter(|p| stowage_policy::annotations::opted_in(&p.metadata))
-            .map(|p| (**p).clone())
-            .collect();
+        // The stores' own Arcs: no object is copied. Only opted-in pods can be members.
+        let (nodes, leases) = (stores.nodes.state(), stores.leases.state());
+        let mut pods = stores.pods.state();
+        pods.retain(|p| stowage_policy::annotations::opted_in(&p.metadata));
         let (claims, volumes, statefulsets) =
-            (owned(&stores.claims), owned(&stores.volumes), owned(&stores.statefulsets));
+            (stores.claims.state(), stores.volumes.state(), stores.statefulsets.state());
         let objects = Objects {
             nodes: &nodes,
             leases: &leases,
@@ -559,66 +480,51 @@ impl Controller {
             volumes: &volumes,
             statefulsets: &statefulsets,
         };
-        let groups = group_facts(&objects, &cfg);
-        let node_facts = node_facts(&nodes, &leases, &cfg);
         let now = Timestamp::now();
-        self.check_in_flight(&groups, now, events).await;
+        let plan = round(&objects, &cfg, std::mem::take(&mut self.in_flight), self.options.max_in_flight, now);
+        self.check_in_flight(&plan, now, events).await;
 
         let mut held: BTreeMap<&'static str, i64> = Gate::LABELS.iter().map(|g| (*g, 0)).collect();
         let mut held_view: BTreeMap<String, Vec<Held>> = BTreeMap::new();
         let mut live = HashSet::new();
-        for group in &groups {
-            let key = group.key.to_string();
-            for member in &group.members {
-                let flight = self.in_flight.iter().find(|f| f.group == key);
-                let recovering = flight.map(|f| f.member.clone());
-                let situation = Situation {
-                    group,
-                    nodes: &node_facts,
-                    recovering: recovering.as_deref(),
-                    stuck: flight.is_some_and(|f| f.stuck),
-                    in_flight: counted(&self.in_flight),
-                    max_in_flight: self.options.max_in_flight,
-                    now,
-                };
-                let decision = decide(&situation, member);
-                let pod = pod_ref(&group.key.namespace, &member.name, &member.uid);
-                let id = object_id(&pod);
-                match decision {
-                    Decision::Nothing => {}
-                    Decision::Held(gate) => {
-                        *held.entry(gate.label()).or_default() += 1;
-                        live.insert((id, gate.label().to_owned()));
-                        let note = format!("recovery of {} held: {gate}", member.name);
-                        held_view.entry(key.clone()).or_default().push(Held {
-                            member: member.name.clone(),
-                            gate: gate.label(),
-                            reason: gate.to_string(),
-                        });
-                        if events.write(pod, "Warning", HELD, gate.label(), &note, &self.metrics).await {
-                            self.metrics.held_total.get_or_create(&GateLabels { gate: gate.label() }).inc();
-                            info!(group = %group.key, member = %member.name, gate = gate.label(), "{note}");
-                        }
+        for d in &plan.decisions {
+            let group = &plan.groups[d.group];
+            let member = &group.members[d.member];
+            let pod = pod_ref(&group.key.namespace, &member.name, &member.uid);
+            let id = object_id(&pod);
+            match &d.decision {
+                Decision::Nothing => {}
+                Decision::Held(gate) => {
+                    *held.entry(gate.label()).or_default() += 1;
+                    live.insert((id, gate.label().to_owned()));
+                    let note = format!("recovery of {} held: {gate}", member.name);
+                    held_view.entry(group.key.to_string()).or_default().push(Held {
+                        member: member.name.clone(),
+                        gate: gate.label(),
+                        reason: gate.to_string(),
+                    });
+                    if events.write(pod, "Warning", HELD, gate.label(), &note, &self.metrics).await {
+                        self.metrics.held_total.get_or_create(&GateLabels { gate: gate.label() }).inc();
+                        info!(group = %group.key, member = %member.name, gate = gate.label(), "{note}");
                     }
-                    Decision::Report(action, why) => {
-                        live.insert((id, "report".to_owned()));
-                        let note = match why {
-                            ReportOnly::Mode => format!("report mode, nothing changed; would rebuild: {action}"),
-                            ReportOnly::NoStatefulSet => format!(
-                                "no StatefulSet recreates this member (operator-managed pods get reports only); \
-                                 a rebuild would: {action}"
-                            ),
-                        };
-                        if events.write(pod, "Normal", REPORT, "report", &note, &self.metrics).await {
-                            self.metrics.actions.get_or_create(&ModeLabels { mode: "report" }).inc();
-                            info!(group = %group.key, member = %member.name, "{note}");
-                        }
+                }
+                Decision::Report(action, why) => {
+                    live.insert((id, "report".to_owned()));
+                    let note = match why {
+                        ReportOnly::Mode => format!("report mode, nothing changed; would rebuild: {action}"),
+                        ReportOnly::NoStatefulSet => format!(
+                            "no StatefulSet recreates this member (operator-managed pods get reports only); \
+                             a rebuild would: {action}"
+                        ),
+                    };
+                    if events.write(pod, "Normal", REPORT, "report", &note, &self.metrics).await {
+                        self.metrics.actions.get_or_create(&ModeLabels { mode: "report" }).inc();
+                        info!(group = %group.key, member = %member.name, "{note}");
                     }
-                    Decision::Act(action) => {
-                        live.insert((id, "rebuild".to_owned()));
-                        let lost = lost_at(action.trigger, node_facts.get(&action.node));
-                        self.act(group, member, &action, lost, elector, events).await;
-                    }
+                }
+                Decision::Act(action) => {
+                    live.insert((id, "rebuild".to_owned()));
+                    self.act(group, member, action, d.start.clone(), elector, events).await;
                 }
             }
         }
@@ -629,8 +535,7 @@ impl Controller {
         self.metrics.in_flight.set(i64::try_from(active).unwrap_or(i64::MAX));
         self.metrics.stuck.set(i64::try_from(self.in_flight.len() - active).unwrap_or(i64::MAX));
 
-        let audits = audit(&groups, &node_facts);
-        self.report_audit(&groups, &audits, events, &mut live).await;
+        self.report_audit(&plan.groups, &plan.audits, events, &mut live).await;
         events.retain(&live);
 
         let flights = self
@@ -646,35 +551,26 @@ impl Controller {
             })
             .collect();
         let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.view.store(Arc::new(Round::new(now.to_string(), took, &audits, held_view, flights)));
+        self.view.store(Arc::new(Round::new(now.to_string(), took, &plan.audits, held_view, flights)));
     }
 
-    /// Ends the rebuilds whose member is Ready again (observing the time since the node was
-    /// lost), forgets stuck ones whose group is gone, and marks — once, with an Event on the
-    /// member and its StatefulSet — those past `stuckAfter`.
-    async fn check_in_flight(&mut self, groups: &[GroupFacts], now: Timestamp, events: &mut EventWriter) {
-        let (done, mut open): (Vec<InFlight>, Vec<InFlight>) =
-            std::mem::take(&mut self.in_flight).into_iter().partition(|f| rebuilt(f, groups));
-        for flight in &done {
+    /// Takes the round's rebuilds in flight: observes the time since the node was lost for
+    /// those whose member is Ready again, and says — once, with an Event on the member and its
+    /// StatefulSet — which passed `stuckAfter`.
+    async fn check_in_flight(&mut self, plan: &RoundPlan, now: Timestamp, events: &mut EventWriter) {
+        for flight in &plan.finished {
             if let Some(secs) = flight.seconds_since_loss(now) {
                 self.metrics.duration.observe(secs);
             }
             info!(group = %flight.group, member = %flight.member, "recovery: the rebuilt member is Ready again");
         }
-        let by_key: BTreeMap<String, &GroupFacts> = groups.iter().map(|g| (g.key.to_string(), g)).collect();
-        open.retain(|f| {
-            let keep = by_key.contains_key(&f.group) || !f.stuck;
-            if !keep {
-                info!(group = %f.group, member = %f.member, "recovery: the group of a stuck rebuild is gone");
-            }
-            keep
-        });
-        for flight in &mut open {
-            let after = stuck_after(flight, &by_key);
-            if flight.stuck || !flight.overdue(now, after) {
-                continue;
-            }
-            flight.stuck = true;
+        for f in &plan.forgotten {
+            info!(group = %f.group, member = %f.member, "recovery: the group of a stuck rebuild is gone");
+        }
+        self.in_flight.clone_from(&plan.in_flight);
+        let by_key: BTreeMap<String, &GroupFacts> = plan.groups.iter().map(|g| (g.key.to_string(), g)).collect();
+        for &(i, after) in &plan.newly_stuck {
+            let flight = &plan.in_flight[i];
             self.metrics.stuck_total.inc();
             let note = format!(
                 "the rebuild of {} (node {} lost) started at {} and the member is not Ready after {}s \
@@ -697,7 +593,6 @@ impl Controller {
                 events.write(sts, "Warning", STUCK, &key, &note, &self.metrics).await;
             }
         }
-        self.in_flight = open;
     }
 
     /// Sets the audit gauges and says each state change on the group's owner.
@@ -750,27 +645,22 @@ impl Controller {
     }
 
     /// Records the rebuild in the Lease first (so a successor honours it and leadership is
-    /// confirmed), then executes it and says so on the pod and the StatefulSet.
+    /// confirmed), then executes it and says so on the pod and the StatefulSet. `start` is the
+    /// rebuild the round records (none when its group has one in flight already); its `since`
+    /// is the moment of acting.
     async fn act(
         &mut self,
         group: &GroupFacts,
         member: &MemberFacts,
         action: &Action,
-        lost: Option<Timestamp>,
+        start: Option<InFlight>,
         elector: &mut LeaseElector,
         events: &mut EventWriter,
     ) {
         let key = group.key.to_string();
-        if !self.in_flight.iter().any(|f| f.group == key) {
-            self.in_flight.push(InFlight {
-                group: key.clone(),
-                member: member.name.clone(),
-                old_uid: member.uid.clone(),
-                node: action.node.clone(),
-                since: Timestamp::now().to_string(),
-                lost_at: lost.map(|t| t.to_string()),
-                stuck: false,
-            });
+        if let Some(mut flight) = start {
+            flight.since = Timestamp::now().to_string();
+            self.in_flight.push(flight);
         }
         match elector.try_acquire_or_renew(&encode_in_flight(&self.in_flight)).await {
             Ok(Role::Leader) => {}
@@ -868,73 +758,6 @@ mod tests {
         assert_eq!((read[0].lost_at.as_ref(), read[0].stuck), (None, false), "state written before these fields");
         assert!(encode_in_flight(&[]).is_empty());
         assert!(decode_in_flight(&BTreeMap::from([(IN_FLIGHT_KEY.to_owned(), "garbage".to_owned())])).is_empty());
-    }
-
-    #[test]
-    fn a_rebuild_is_over_when_the_member_is_ready_as_a_new_pod_or_elsewhere() {
-        use crate::facts::{GroupFacts, MemberFacts};
-        use stowage_policy::{GroupKey, config::RecoveryMode};
-        let flight = InFlight {
-            group: "db/pg".into(),
-            member: "pg-0".into(),
-            old_uid: "old".into(),
-            node: "dead".into(),
-            since: String::new(),
-            lost_at: None,
-            stuck: false,
-        };
-        let group = |uid: &str, node: Option<&str>, ready: bool| {
-            vec![GroupFacts {
-                key: GroupKey { namespace: "db".into(), name: "pg".into() },
-                n: 3,
-                statefulset: Some("pg".into()),
-                statefulset_paused: false,
-                members: vec![MemberFacts {
-                    name: "pg-0".into(),
-                    uid: uid.into(),
-                    node: node.map(str::to_owned),
-                    ready,
-                    terminating: false,
-                    primary: false,
-                    mode: RecoveryMode::Rebuild,
-                    after: Duration::from_secs(60),
-                    stuck_after: Duration::from_secs(900),
-                    unschedulable: false,
-                    paused: false,
-                    claims: vec![],
-                }],
-            }]
-        };
-        assert!(rebuilt(&flight, &group("new", Some("n2"), true)));
-        assert!(rebuilt(&flight, &group("old", Some("n2"), true)), "replaced before the rebuild, now elsewhere");
-        assert!(rebuilt(&flight, &group("new", Some("dead"), true)), "a new pod on the revived node");
-        assert!(!rebuilt(&flight, &group("new", None, false)), "Pending");
-        assert!(!rebuilt(&flight, &group("old", Some("dead"), true)), "the old pod");
-        assert!(!rebuilt(&flight, &group("new", Some("n2"), false)), "not Ready yet");
-    }
-
-    #[test]
-    fn time_since_loss_and_stuck() {
-        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
-        let mut flight = InFlight {
-            group: "db/pg".into(),
-            member: "pg-0".into(),
-            old_uid: "old".into(),
-            node: "dead".into(),
-            since: "2026-01-01T00:50:00Z".into(),
-            lost_at: Some("2026-01-01T00:40:00Z".into()),
-            stuck: false,
-        };
-        assert_eq!(flight.seconds_since_loss(now), Some(1200.0), "from the node's loss");
-        assert!(!flight.overdue(now, Duration::from_secs(900)), "stuck is timed from the rebuild, 10 min ago");
-        assert!(flight.overdue(now, Duration::from_secs(600)));
-        flight.lost_at = None;
-        assert_eq!(flight.seconds_since_loss(now), Some(600.0), "a deleted node: from the rebuild");
-        let stuck = InFlight { group: "other/kafka".into(), stuck: true, ..flight.clone() };
-        assert_eq!(counted(&[flight.clone(), stuck]), 1, "a stuck rebuild frees its slot in the cap");
-        flight.since = "garbage".into();
-        assert_eq!(flight.seconds_since_loss(now), None);
-        assert!(flight.overdue(now, Duration::from_secs(900)), "untimeable must not hold the cap forever");
     }
 
     #[test]

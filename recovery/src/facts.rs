@@ -3,6 +3,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    sync::Arc,
     time::Duration,
 };
 
@@ -160,26 +161,27 @@ impl GroupFacts {
     }
 }
 
-/// The Kubernetes objects facts are derived from (borrowed; any order).
+/// The Kubernetes objects facts are derived from (any order), borrowed as the watch caches hold
+/// them: shared, never copied.
 #[derive(Debug, Clone, Copy)]
 pub struct Objects<'a> {
     /// Nodes.
-    pub nodes: &'a [Node],
+    pub nodes: &'a [Arc<Node>],
     /// Node Leases (those outside `kube-node-lease` are ignored).
-    pub leases: &'a [Lease],
+    pub leases: &'a [Arc<Lease>],
     /// Pods.
-    pub pods: &'a [Pod],
+    pub pods: &'a [Arc<Pod>],
     /// Claims.
-    pub claims: &'a [PersistentVolumeClaim],
+    pub claims: &'a [Arc<PersistentVolumeClaim>],
     /// Volumes.
-    pub volumes: &'a [PersistentVolume],
+    pub volumes: &'a [Arc<PersistentVolume>],
     /// StatefulSets.
-    pub statefulsets: &'a [StatefulSet],
+    pub statefulsets: &'a [Arc<StatefulSet>],
 }
 
 /// Node facts for every node.
 #[must_use]
-pub fn node_facts(nodes: &[Node], leases: &[Lease], cfg: &Config) -> Nodes {
+pub fn node_facts(nodes: &[Arc<Node>], leases: &[Arc<Lease>], cfg: &Config) -> Nodes {
     let renewed: HashMap<&str, Timestamp> = leases
         .iter()
         .filter(|l| l.metadata.namespace.as_deref() == Some(NODE_LEASE_NAMESPACE))
@@ -274,16 +276,16 @@ pub fn group_facts(objects: &Objects<'_>, cfg: &Config) -> Vec<GroupFacts> {
         .filter_map(|n| Some((label(&n.metadata, &cfg.hostname_label)?, n.metadata.name.as_deref()?)))
         .collect();
     let volumes: HashMap<&str, &PersistentVolume> =
-        objects.volumes.iter().filter_map(|v| Some((v.metadata.name.as_deref()?, v))).collect();
+        objects.volumes.iter().filter_map(|v| Some((v.metadata.name.as_deref()?, &**v))).collect();
     let claims: HashMap<(&str, &str), &PersistentVolumeClaim> = objects
         .claims
         .iter()
-        .filter_map(|c| Some(((c.metadata.namespace.as_deref()?, c.metadata.name.as_deref()?), c)))
+        .filter_map(|c| Some(((c.metadata.namespace.as_deref()?, c.metadata.name.as_deref()?), &**c)))
         .collect();
     let statefulsets: HashMap<(&str, &str), &StatefulSet> = objects
         .statefulsets
         .iter()
-        .filter_map(|s| Some(((s.metadata.namespace.as_deref()?, s.metadata.name.as_deref()?), s)))
+        .filter_map(|s| Some(((s.metadata.namespace.as_deref()?, s.metadata.name.as_deref()?), &**s)))
         .collect();
 
     struct Acc {
@@ -395,6 +397,11 @@ mod tests {
         }))
     }
 
+    /// The objects as the watch caches share them.
+    fn arcs<T>(objects: Vec<T>) -> Vec<Arc<T>> {
+        objects.into_iter().map(Arc::new).collect()
+    }
+
     #[test]
     fn facts_from_objects() {
         let cfg = Config::from_yaml("profiles: {pg: {recovery: {mode: report, after: 30s}}}").unwrap();
@@ -415,6 +422,7 @@ mod tests {
                 json!({"metadata": {"name": "n2", "namespace": "other"}, "spec": {"renewTime": "2026-01-01T00:00:05.000000Z"}}),
             ),
         ];
+        let (nodes, leases) = (arcs(nodes), arcs(leases));
         let facts = node_facts(&nodes, &leases, &cfg);
         let n1 = &facts["n1"];
         assert_eq!((n1.readiness, n1.out_of_service, n1.zone.as_deref()), (Readiness::Unknown, true, Some("a")));
@@ -443,6 +451,7 @@ mod tests {
         let sts: Vec<StatefulSet> =
             vec![from(json!({"metadata": {"name": "pg", "namespace": "db"}, "spec": {"replicas": 3,
             "selector": {}, "serviceName": "pg", "template": {}}}))];
+        let (pods, claims, volumes, sts) = (arcs(pods), arcs(claims), arcs(volumes), arcs(sts));
         let objects = Objects {
             nodes: &nodes,
             leases: &leases,

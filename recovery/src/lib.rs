@@ -11,6 +11,8 @@
 //! - [`decide`]: the decision `decide(facts, now) -> Nothing | Held(gate) | Report | Act`
 //!   (pure, table-tested for every gate);
 //! - [`audit`]: per group, whether losing one zone or one node keeps a Ready majority (pure);
+//! - [`round`]: one leader round (facts, the rebuilds in flight, every decision, the audit) as
+//!   a pure function the controller carries out;
 //! - [`lease`]: a hand-written `coordination.k8s.io/v1` Lease elector;
 //! - [`controller`]: the leader-elected loop that watches, decides, acts and reports;
 //! - [`metrics`]: its Prometheus metrics;
@@ -23,6 +25,7 @@ pub mod decide;
 pub mod facts;
 pub mod lease;
 pub mod metrics;
+pub mod round;
 
 pub use controller::{Controller, Options};
 pub use decide::{Action, Decision, Gate, Situation, decide};

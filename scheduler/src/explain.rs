@@ -202,10 +202,8 @@ pub fn explain(cache: &ClusterCache, config: &Config, pod: &Pod) -> Explanation 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        snapshot::Snapshot,
-        testing::{PodBuilder, node, statefulset},
-    };
+    use crate::snapshot::Snapshot;
+    use stowage_fixtures::{PodBuilder, node, statefulset};
 
     fn cache(cfg: &Config) -> ClusterCache {
         let snap = Snapshot {
@@ -249,7 +247,7 @@ mod tests {
         let pod = PodBuilder::new("db", "pg-1")
             .member("pg", "pg")
             .owned_by_statefulset("pg")
-            .node_selector(crate::testing::ZONE, "b")
+            .node_selector(stowage_fixtures::ZONE, "b")
             .build();
         let ex = explain(&cache(&cfg), &cfg, &pod);
         assert_eq!(ex.preferred.as_deref(), Some("b1"), "only b1 matches the pod's nodeSelector");

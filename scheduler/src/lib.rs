@@ -49,8 +49,6 @@ pub mod metrics;
 pub mod plugins;
 pub mod service;
 pub mod snapshot;
-#[doc(hidden)]
-pub mod testing;
 mod verbs;
 
 pub use binder::{Binder, FakeBinder, KubeBinder};

@@ -322,7 +322,7 @@ volumeBindingMode: WaitForFirstConsumer
 
     #[test]
     fn json_as_kubectl_prints_it_reads_the_same_objects_as_yaml() {
-        let shape = crate::testing::realistic::ClusterShape::new(4, 3);
+        let shape = stowage_fixtures::realistic::ClusterShape::new(4, 3);
         let yaml = Snapshot::parse(&shape.snapshot_yaml()).unwrap();
         let json_text = shape.snapshot_json();
         assert!(json_text.starts_with('{'), "{}", &json_text[..40]);

@@ -12,7 +12,8 @@ use axum::{
 use common::*;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use stowage_scheduler::{router, snapshot::Snapshot, testing::statefulset};
+use stowage_fixtures::statefulset;
+use stowage_scheduler::{router, snapshot::Snapshot};
 use tower::ServiceExt;
 
 fn app() -> (World, Router) {

@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use k8s_openapi::api::core::v1::Pod;
-use stowage_scheduler::{snapshot::Snapshot, testing::PodBuilder};
+use stowage_fixtures::PodBuilder;
+use stowage_scheduler::snapshot::Snapshot;
 
 const PLAIN: &str = "profiles:\n  pg: {zoneSpread: off, nodeSpread: off}\n";
 

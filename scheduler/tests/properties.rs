@@ -5,10 +5,8 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use stowage_scheduler::{
-    snapshot::Snapshot,
-    testing::{PodBuilder, node, statefulset},
-};
+use stowage_fixtures::{PodBuilder, node, statefulset};
+use stowage_scheduler::snapshot::Snapshot;
 
 #[derive(Debug, Clone)]
 struct Case {

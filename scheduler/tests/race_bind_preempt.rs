@@ -7,11 +7,11 @@ mod common;
 use std::{collections::BTreeMap, time::Duration};
 
 use common::*;
+use stowage_fixtures::{PodBuilder, statefulset};
 use stowage_scheduler::{
     binder::BindError,
     extender::v1::{ExtenderBindingArgs, ExtenderPreemptionArgs, MetaPod, MetaVictims, Victims},
     snapshot::Snapshot,
-    testing::{PodBuilder, statefulset},
 };
 
 fn base() -> Snapshot {

@@ -11,11 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::core::v1::Pod;
-use stowage_scheduler::{
-    binder::BindError,
-    snapshot::Snapshot,
-    testing::{PodBuilder, local_pv, pvc, statefulset, storage_class},
-};
+use stowage_fixtures::{PodBuilder, local_pv, pvc, statefulset, storage_class};
+use stowage_scheduler::{binder::BindError, snapshot::Snapshot};
 
 fn base() -> Snapshot {
     Snapshot {

@@ -13,9 +13,10 @@ use axum::{
 use common::*;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use stowage_fixtures::statefulset;
 use stowage_scheduler::{
     ClusterCache, Extender, FakeBinder, NoopEvents, Options, RouterOptions, metrics::Metrics, router, router_with,
-    snapshot::Snapshot, testing::statefulset,
+    snapshot::Snapshot,
 };
 use tower::ServiceExt;
 

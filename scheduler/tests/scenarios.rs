@@ -6,11 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use stowage_scheduler::{
-    events,
-    snapshot::Snapshot,
-    testing::{HOSTNAME, PodBuilder, bound_local_pv, capacity, local_pv, node, pvc, statefulset, storage_class},
+use stowage_fixtures::{
+    HOSTNAME, PodBuilder, bound_local_pv, capacity, local_pv, node, pvc, statefulset, storage_class,
 };
+use stowage_scheduler::{events, snapshot::Snapshot};
 
 fn base() -> Snapshot {
     Snapshot {

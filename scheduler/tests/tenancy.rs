@@ -6,11 +6,9 @@
 mod common;
 
 use common::*;
+use stowage_fixtures::{PodBuilder, statefulset};
 use stowage_policy::Config;
-use stowage_scheduler::{
-    snapshot::Snapshot,
-    testing::{PodBuilder, statefulset},
-};
+use stowage_scheduler::snapshot::Snapshot;
 
 const SCOPED: &str = "profiles:\n  pg: {density: {maxPerNode: 1}, separatePrimaries: true, namespaces: [db]}\n";
 const OPEN: &str = "profiles:\n  pg: {density: {maxPerNode: 1}, separatePrimaries: true}\n";

@@ -82,7 +82,8 @@ impl Identity {
 ///
 /// ```no_run
 /// # async fn example() -> anyhow::Result<()> {
-/// use stowage_testkit::{ControlPlane, SchedulerConfig, fake_node, create_nodes, namespace, pod, create,
+/// use stowage_fixtures::pod;
+/// use stowage_testkit::{ControlPlane, SchedulerConfig, fake_node, create_nodes, namespace, create,
 ///     wait_for_pod_bound, unique_name};
 /// let cp = ControlPlane::shared().await?;
 /// let client = cp.client();

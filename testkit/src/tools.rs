@@ -1,13 +1,14 @@
-//! Locating (and on first use building) the tools that check the deployment artifacts: `helm`
-//! (the chart) and `promtool` (the Prometheus rules and the dashboard's queries).
+//! Locating (and on first use building) the tools that check the deployment artifacts, `helm`
+//! (the chart) and `promtool` (the Prometheus rules and the dashboard's queries), and running
+//! them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 
-use crate::workspace_root;
+use crate::locate::{BuildScript, once, workspace_root};
 
 /// Directory holding `helm`; overrides the build script.
 pub const HELM_BIN_ENV: &str = "STOWAGE_HELM_BIN";
@@ -35,46 +36,46 @@ impl Tools {
     /// When a tool is neither found nor buildable (no Go toolchain).
     pub fn get() -> Result<Self> {
         static CACHE: OnceLock<Result<Tools, String>> = OnceLock::new();
-        CACHE.get_or_init(|| Self::locate().map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
+        once(&CACHE, || {
+            let script = BuildScript {
+                path: "scripts/tools.sh",
+                print_dir_args: Vec::new(),
+                env: [HELM_BIN_ENV, PROMTOOL_BIN_ENV],
+                build_env: Vec::new(),
+                what: "helm and promtool",
+                note: "",
+            };
+            script.locate(
+                |[helm, promtool]| Self { helm: helm.join("helm"), promtool: promtool.join("promtool") },
+                |t| t.missing().map(Path::to_path_buf),
+            )
+        })
     }
 
-    fn locate() -> Result<Self> {
-        let script = workspace_root().join("scripts/tools.sh");
-        let from_env = (std::env::var_os(HELM_BIN_ENV), std::env::var_os(PROMTOOL_BIN_ENV));
-        let (helm_dir, promtool_dir) = if let (Some(helm), Some(promtool)) = from_env {
-            (PathBuf::from(helm), PathBuf::from(promtool))
-        } else {
-            let line = run(&script, &["print-dir"])?;
-            let (helm, promtool) = line
-                .lines()
-                .last()
-                .and_then(|l| l.split_once(':'))
-                .with_context(|| format!("unexpected output of tools.sh print-dir: {line:?}"))?;
-            (
-                std::env::var_os(HELM_BIN_ENV).map_or_else(|| PathBuf::from(helm), PathBuf::from),
-                std::env::var_os(PROMTOOL_BIN_ENV).map_or_else(|| PathBuf::from(promtool), PathBuf::from),
-            )
-        };
-        let tools = Self { helm: helm_dir.join("helm"), promtool: promtool_dir.join("promtool") };
-        let Some(missing) = tools.missing() else { return Ok(tools) };
-        if std::env::var_os(HELM_BIN_ENV).is_some() || std::env::var_os(PROMTOOL_BIN_ENV).is_some() {
-            bail!("{} not found (from ${HELM_BIN_ENV} / ${PROMTOOL_BIN_ENV})", missing.display());
-        }
-        eprintln!("[testkit] {} is missing; building the tools with {}", missing.display(), script.display());
-        let status = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .status()
-            .with_context(|| format!("running {} (needs the Go toolchain)", script.display()))?;
-        if !status.success() {
-            bail!("{} failed with {status}; see its output above", script.display());
-        }
-        match tools.missing() {
-            Some(missing) => bail!("{} still missing after {} succeeded", missing.display(), script.display()),
-            None => Ok(tools),
-        }
+    /// `helm <args>` run from the workspace root, with Helm's config, cache and data
+    /// directories under `home` (no repositories, plugins or state from the machine).
+    ///
+    /// # Panics
+    /// When helm cannot be started.
+    #[must_use]
+    pub fn helm(&self, home: &Path, args: &[&str]) -> Output {
+        Command::new(&self.helm)
+            .current_dir(workspace_root())
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .args(args)
+            .output()
+            .expect("running helm")
+    }
+
+    /// `promtool <args>` run from the workspace root.
+    ///
+    /// # Panics
+    /// When promtool cannot be started.
+    #[must_use]
+    pub fn promtool(&self, args: &[&str]) -> Output {
+        Command::new(&self.promtool).current_dir(workspace_root()).args(args).output().expect("running promtool")
     }
 
     fn missing(&self) -> Option<&Path> {
@@ -82,21 +83,18 @@ impl Tools {
     }
 }
 
-fn run(script: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} {} failed with {}: {}",
-            script.display(),
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+/// The stdout of a finished command; panics naming `what`, with its exit status, stdout and
+/// stderr, when it failed.
+///
+/// # Panics
+/// When the command did not succeed.
+pub fn expect_success(what: &str, out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

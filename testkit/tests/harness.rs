@@ -7,12 +7,13 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume, Pod};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta};
+use stowage_fixtures::{PersistentVolumeBuilder, StatefulSetBuilder, StorageClassBuilder, pod};
 use stowage_testkit::{
     ControlPlane, Extender, Identity, NODE_MONITOR_GRACE, SchedulerConfig, assert_pod_stays_unbound, create,
-    create_nodes, delete_nodes, delete_statefulset, fake_node, force_delete_pod, kill_node, local_pv, namespace,
-    node_name, pod, pod_events, poll_until, revive_node, statefulset, statefulset_pods, storage_class, unique_name,
-    wait_for_claim_bound, wait_for_node_ready_status, wait_for_pod_bound, wait_for_pod_event, wait_for_pod_ready,
-    wait_for_pods_bound, wait_for_statefulset_ready,
+    create_nodes, delete_nodes, delete_statefulset, fake_node, force_delete_pod, kill_node, namespace, node_name,
+    pod_events, poll_until, revive_node, statefulset_pods, unique_name, wait_for_claim_bound,
+    wait_for_node_ready_status, wait_for_pod_bound, wait_for_pod_event, wait_for_pod_ready, wait_for_pods_bound,
+    wait_for_statefulset_ready,
 };
 
 async fn whoami(client: kube::Client) -> (String, Vec<String>) {
@@ -102,13 +103,15 @@ async fn a_statefulset_is_run_by_the_real_controllers_on_local_volumes() {
     let nodes: Vec<String> = (0..2).map(|i| format!("{pool}-{i}")).collect();
     create_nodes(&client, nodes.iter().map(|n| fake_node(n).label("pool", &pool).build())).await.unwrap();
     let class = unique_name("local");
-    create(&client, &storage_class(&class).wait_for_first_consumer().build()).await.unwrap();
+    create(&client, &StorageClassBuilder::new(&class).wait_for_first_consumer().build()).await.unwrap();
     // Two volumes that fit on node 0 and 1, and a 1Gi one on node 0 that no 10Gi claim may take.
     for (pv, node, size) in [("fit-0", &nodes[0], "10Gi"), ("fit-1", &nodes[1], "20Gi"), ("small", &nodes[0], "1Gi")] {
-        create(&client, &local_pv(&format!("{class}-{pv}"), node, size, &class).build()).await.unwrap();
+        create(&client, &PersistentVolumeBuilder::local(&format!("{class}-{pv}"), node, &class, size).build())
+            .await
+            .unwrap();
     }
     let template = pod(&ns, "db").scheduler_name(&scheduler).node_selector("pool", &pool).cpu("100m").template();
-    let sts = statefulset(&ns, "db", 2, template).volume_claim_template("data", &class, "10Gi").build();
+    let sts = StatefulSetBuilder::new(&ns, "db", 2, template).volume_claim_template("data", &class, "10Gi").build();
     create(&client, &sts).await.unwrap();
 
     let pods = wait_for_statefulset_ready(&client, &ns, "db", 2, Duration::from_secs(90))
@@ -197,7 +200,7 @@ async fn without_kwok_pods_never_turn_ready_and_without_the_controller_manager_n
     let template = |name: &str| pod(&ns, name).scheduler_name(&scheduler).cpu("100m").template();
 
     cp.stop_kwok();
-    create(&client, &statefulset(&ns, "no-kubelet", 1, template("no-kubelet")).build()).await.unwrap();
+    create(&client, &StatefulSetBuilder::new(&ns, "no-kubelet", 1, template("no-kubelet")).build()).await.unwrap();
     let bound = wait_for_pod_bound(&client, &ns, "no-kubelet-0", Duration::from_secs(60)).await.unwrap();
     assert_eq!(node_name(&bound), Some(node.as_str()));
     let not_ready = wait_for_pod_ready(&client, &ns, "no-kubelet-0", Duration::from_secs(5)).await;
@@ -205,7 +208,9 @@ async fn without_kwok_pods_never_turn_ready_and_without_the_controller_manager_n
     wait_for_node_ready_status(&client, &node, "Unknown", NODE_MONITOR_GRACE + Duration::from_secs(30)).await.unwrap();
 
     cp.stop_controller_manager();
-    create(&client, &statefulset(&ns, "no-controller", 1, template("no-controller")).build()).await.unwrap();
+    create(&client, &StatefulSetBuilder::new(&ns, "no-controller", 1, template("no-controller")).build())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let pods = statefulset_pods(&client, &ns, "no-controller").await.unwrap();
     assert!(pods.is_empty(), "no kube-controller-manager, no pods: {:?}", pods.keys());

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use stowage_policy::Config;
 
 use super::*;
-use crate::testing::{PodBuilder, bound_local_pv, node, pvc, statefulset, storage_class};
+use stowage_fixtures::{PodBuilder, bound_local_pv, node, pvc, statefulset, storage_class};
 
 fn cache() -> ClusterCache {
     ClusterCache::new(&Config::default())

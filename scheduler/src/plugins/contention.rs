@@ -164,8 +164,8 @@ mod tests {
     use crate::{
         plugins::table::{Got, pass, run},
         snapshot::Snapshot,
-        testing::{PodBuilder, node},
     };
+    use stowage_fixtures::{PodBuilder, node};
 
     fn snapshot(pods: Vec<k8s_openapi::api::core::v1::Pod>) -> Snapshot {
         Snapshot {

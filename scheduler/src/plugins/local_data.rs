@@ -384,7 +384,9 @@ mod tests {
     use crate::{
         plugins::table::{Got, pass, run},
         snapshot::Snapshot,
-        testing::{HOSTNAME, PodBuilder, bound_local_pv, capacity, local_pv, node, pvc, statefulset, storage_class},
+    };
+    use stowage_fixtures::{
+        HOSTNAME, PodBuilder, bound_local_pv, capacity, local_pv, node, pvc, statefulset, storage_class,
     };
 
     const NO_PROVISIONER: &str = crate::cache::objects::NO_PROVISIONER;

@@ -370,8 +370,8 @@ mod tests {
     use crate::{
         plugins::table::{Got, pass, run},
         snapshot::Snapshot,
-        testing::{PodBuilder, node},
     };
+    use stowage_fixtures::{PodBuilder, node};
 
     /// Zones a (a1, a2), b (b1), c (c1), and nz without a zone label.
     fn snapshot(members: &[(&str, &str)]) -> Snapshot {

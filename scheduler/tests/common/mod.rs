@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::Pod;
+use stowage_fixtures::{PodBuilder, node};
 use stowage_policy::Config;
 use stowage_scheduler::binder::Binder as _;
 use stowage_scheduler::{
@@ -13,7 +14,6 @@ use stowage_scheduler::{
     extender::v1::{ExtenderArgs, ExtenderBindingArgs, ExtenderFilterResult, HostPriority},
     metrics::Metrics,
     snapshot::Snapshot,
-    testing::{PodBuilder, node},
 };
 
 pub struct World {
