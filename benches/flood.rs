@@ -6,7 +6,9 @@
 //! the slow clients managed, and the stowage process's RSS.
 //!
 //! The legitimate stream: 4 keep-alive connections, each sending a review, waiting for its
-//! answer (at most 3 s; a timed-out connection is replaced), then pausing 100 ms.
+//! answer (at most 3 s; a timed-out connection is replaced), then pausing 100 ms. The slow
+//! clients run on a tokio runtime of their own in the same process; client and server share
+//! the machine's cores (the table gives the server's CPU).
 //!
 //! Run: `cargo bench --bench flood` (release build), or with the debug build
 //! `cargo test --bench flood -- --bench`. Knobs: `STOWAGE_BENCH_FLOOD_CLIENTS` (slow clients per
@@ -133,18 +135,25 @@ struct Row {
     slow: SlowStats,
     holding_max: u64,
     holding_mean: u64,
+    server_cpu: f64,
     rss_max_kib: u64,
     hwm_kib: u64,
 }
 
 async fn phase(
+    flood_rt: &tokio::runtime::Runtime,
     server: &Server,
     target: &Target,
     template: &Arc<UidTemplate>,
     slow_clients: usize,
     duration: Duration,
 ) -> anyhow::Result<Row> {
-    let flood = SlowFlood::start(target, slow_clients);
+    // The slow clients run on a runtime of their own (one thread), so their TLS handshakes
+    // cannot starve the legitimate stream's tasks in this process; the cores are still shared.
+    let flood = {
+        let _in = flood_rt.enter();
+        SlowFlood::start(target, slow_clients)
+    };
     let started = Instant::now();
     let held = flood.wait_all_sent(Duration::from_secs(60)).await;
     let ramp = held.then(|| started.elapsed());
@@ -157,6 +166,7 @@ async fn phase(
         })
         .collect();
     let (mut rss_max, mut holding_max, mut holding_sum, mut samples) = (0, 0, 0, 0_u64);
+    let (cpu_from, measured_from) = (report::tree_cpu_ticks(server.process.pid()), Instant::now());
     while Instant::now() < until {
         rss_max = rss_max.max(server.rss_kib().0);
         let holding = flood.stats().holding;
@@ -168,6 +178,10 @@ async fn phase(
     for w in workers {
         w.await.context("legitimate reviews")?;
     }
+    let server_cpu = report::tree_cpu_ticks(server.process.pid()).saturating_sub(cpu_from) as f64
+        / report::TICKS_PER_SECOND
+        / measured_from.elapsed().as_secs_f64()
+        * 100.0;
     let slow = flood.stop().await;
     let tally = Arc::try_unwrap(tally).map_err(|_| anyhow::anyhow!("tally still shared"))?.into_inner();
     eprintln!(
@@ -187,6 +201,7 @@ async fn phase(
         slow,
         holding_max,
         holding_mean,
+        server_cpu,
         rss_max_kib: rss_max,
         hwm_kib: server.rss_kib().1,
     })
@@ -214,6 +229,7 @@ fn write(rows: &mut [Row], duration: Duration) -> anyhow::Result<()> {
         "transport errors",
         "p50 ms (200s)",
         "p99 ms (200s)",
+        "server CPU %",
         "stowage RSS max MiB",
     ]);
     let mut raw = Vec::new();
@@ -237,10 +253,11 @@ fn write(rows: &mut [Row], duration: Duration) -> anyhow::Result<()> {
             t.transport_error.to_string(),
             percentile(&t.latency_us, 0.5),
             percentile(&t.latency_us, 0.99),
+            format!("{:.0}", r.server_cpu),
             mib(r.rss_max_kib),
         ]);
         raw.push(json!({"slow_clients": r.slow_clients, "ramp_seconds": r.ramp.map(|d| d.as_secs_f64()),
-                        "legitimate": t, "slow": r.slow, "holding_max": r.holding_max, "holding_mean": r.holding_mean,
+                        "legitimate": t, "slow": r.slow, "holding_max": r.holding_max, "holding_mean": r.holding_mean, "server_cpu_percent": r.server_cpu,
                         "rss_max_kib": r.rss_max_kib, "hwm_kib": r.hwm_kib}));
     }
     let markdown = format!(
@@ -309,10 +326,12 @@ async fn run(bench: bool) -> anyhow::Result<()> {
         .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
         .filter(|v: &Vec<usize>| !v.is_empty())
         .unwrap_or_else(|| vec![0, 600, 1200]);
+    let flood_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let mut rows = Vec::new();
     for slow_clients in sizes {
-        rows.push(phase(&server, &target, &template, slow_clients, duration).await?);
+        rows.push(phase(&flood_rt, &server, &target, &template, slow_clients, duration).await?);
     }
+    flood_rt.shutdown_background();
     server.process.stop();
     write(&mut rows, duration)
 }
