@@ -7,15 +7,16 @@
 //!   more calls than the decision log keeps (256); then `GET /debug/decisions` with no limit,
 //!   as JSON and as text.
 //! - **webhook** (limit 256 MiB): an AdmissionReview of about 7 MB (under the 7 MiB body limit)
-//!   whose pod has 300,000 unknown `stowage.io/` keys, from 4 connections at once, several
-//!   rounds each.
+//!   whose pod has 300,000 unknown `stowage.io/` keys, from 1 connection, then (a fresh
+//!   process) from 4 connections at once, several rounds each.
 //!
 //! Reported: the stowage process's RSS when ready and its peak (`VmHWM`) after the inputs,
 //! answer sizes and statuses. The server runs as a separate process on loopback.
 //!
 //! Run: `cargo bench --bench amplification` (release build), or with the debug build
 //! `cargo test --bench amplification -- --bench`. Knobs: `STOWAGE_BENCH_FILTER_CALLS` (default
-//! 400), `STOWAGE_BENCH_REVIEW_ROUNDS` (per connection, default 3).
+//! 400), `STOWAGE_BENCH_REVIEW_ROUNDS` (per connection, default 3), `STOWAGE_BENCH_PARTS`
+//! (`extender`, `webhook` or both, the default).
 //! Results: `target/bench-results/amplification.{json,md}`.
 #![allow(missing_docs)]
 
@@ -40,7 +41,6 @@ const ANNOTATION_LIMIT: usize = 256 * 1024;
 /// The webhook's default body limit (`--webhook-max-body-bytes`).
 const WEBHOOK_BODY_LIMIT: usize = 7 * 1024 * 1024;
 const REVIEW_KEYS: usize = 300_000;
-const REVIEW_CONNECTIONS: usize = 4;
 /// Memory limits of the shipped Deployments (manifests/base).
 const EXTENDER_LIMIT_MIB: u64 = 512;
 const WEBHOOK_LIMIT_MIB: u64 = 256;
@@ -192,7 +192,7 @@ fn amplifying_review_pod() -> Value {
     pod
 }
 
-async fn webhook(dir: &Path) -> anyhow::Result<Part> {
+async fn webhook(dir: &Path, connections: usize) -> anyhow::Result<Part> {
     let (tls, ca) = common::tls_dir(dir)?;
     let ports = free_ports(2)?;
     let server = common::webhook(dir, &tls, [ports[0], ports[1]])?;
@@ -204,7 +204,7 @@ async fn webhook(dir: &Path) -> anyhow::Result<Part> {
     let rounds = env_num("STOWAGE_BENCH_REVIEW_ROUNDS", 3);
     let target = Target::tls(addr(ports[0]), "/mutate", &ca)?;
     let started = Instant::now();
-    let tasks: Vec<_> = (0..REVIEW_CONNECTIONS)
+    let tasks: Vec<_> = (0..connections)
         .map(|c| {
             let (target, template) = (target.clone(), Arc::clone(&template));
             tokio::spawn(async move {
@@ -240,7 +240,7 @@ async fn webhook(dir: &Path) -> anyhow::Result<Part> {
     Ok(Part {
         name: "webhook",
         input: format!(
-            "{} reviews of {:.1} MB ({REVIEW_KEYS} unknown keys), {REVIEW_CONNECTIONS} connections at once, {rounds} each",
+            "{} reviews of {:.1} MB ({REVIEW_KEYS} unknown keys), {connections} connection(s) at once, {rounds} each",
             answers.len(),
             review_len as f64 / 1e6
         ),
@@ -261,7 +261,19 @@ fn main() -> anyhow::Result<()> {
     }
     tokio::runtime::Runtime::new()?.block_on(async {
         let tmp = tempfile::tempdir()?;
-        let parts = [extender(tmp.path()).await?, webhook(tmp.path()).await?];
+        let which = std::env::var("STOWAGE_BENCH_PARTS").unwrap_or_else(|_| "extender,webhook".to_owned());
+        let mut parts = Vec::new();
+        if which.contains("extender") {
+            parts.push(extender(tmp.path()).await?);
+        }
+        if which.contains("webhook") {
+            // One connection first (the body alone), then four at once, each on a fresh process.
+            for connections in [1, 4] {
+                let dir = tmp.path().join(format!("webhook-{connections}"));
+                std::fs::create_dir_all(&dir)?;
+                parts.push(webhook(&dir, connections).await?);
+            }
+        }
         let mut table = Table::new(&[
             "server",
             "input",
