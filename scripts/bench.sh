@@ -9,14 +9,15 @@
 # Benches: extender, webhook, snapshot (criterion means), extender_latency (HdrHistogram
 # distributions), memory (RSS per size, fresh process each), http_load (real server processes
 # next to empty handlers), scheduling (real control plane: throughput with/without the extender,
-# pod-create latency with/without the webhook). Knobs are documented at the top of each file in
+# pod-create latency with/without the webhook), flood (slow clients vs legitimate reviews),
+# amplification (peak RSS with the security review's inputs). Knobs are documented at the top of each file in
 # benches/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-target}"
 out="$target/bench-results"
-all=(extender webhook snapshot extender_latency memory http_load scheduling)
+all=(extender webhook snapshot extender_latency memory http_load scheduling flood amplification)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${all[@]}")
 mkdir -p "$out"

@@ -1,6 +1,6 @@
 //! `stowage certs ...`: generate certificates locally, or install them into a cluster.
 
-use std::{collections::BTreeMap, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use k8s_openapi::{
@@ -54,69 +54,52 @@ const TLS_KEY: &str = "tls.key";
 /// `stowage certs install`: keeps a CA Secret, a serving-certificate Secret and the webhook
 /// configuration's caBundle in agreement, renewing the serving certificate before it expires.
 /// Safe to run repeatedly (it is the body of the certs Job and its renewal CronJob).
+///
+/// Both Secrets must exist: the install manifests create them empty, so the Job's identity
+/// needs only `get`/`update` on those two names and never `create` (which RBAC cannot narrow to
+/// a name). A missing Secret is an error that names it.
 pub(crate) async fn install(args: &CertsInstallArgs) -> anyhow::Result<ExitCode> {
     let client = crate::kube_client::client(args.kubeconfig.as_deref()).await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
 
-    // 1. The CA: reuse the stored one, create it once.
-    let ca =
-        match secrets.get_opt(&args.ca_secret).await.with_context(|| format!("reading Secret {}", args.ca_secret))? {
-            Some(secret) => {
-                let cert = secret_text(&secret, CA_CERT)?;
-                let key = secret_text(&secret, CA_KEY)?;
-                CertificateAuthority::from_pem(&cert, &key)
-                    .with_context(|| format!("Secret {} does not hold a usable CA", args.ca_secret))?
-            }
-            None => {
-                let ca = CertificateAuthority::generate(&GenerateOptions::default()).context("generating the CA")?;
-                let secret = secret(
-                    &args.ca_secret,
-                    &args.namespace,
-                    "Opaque",
-                    [(CA_CERT, ca.cert_pem().to_owned()), (CA_KEY, ca.key_pem())],
-                );
-                secrets
-                    .create(&PostParams::default(), &secret)
-                    .await
-                    .with_context(|| format!("creating Secret {}", args.ca_secret))?;
-                eprintln!("created CA Secret {}/{}", args.namespace, args.ca_secret);
-                ca
-            }
-        };
+    // 1. The CA: reuse the stored one; fill the empty Secret once.
+    let stored = existing(&secrets, &args.namespace, &args.ca_secret).await?;
+    let ca = match (entry(&stored, CA_CERT), entry(&stored, CA_KEY)) {
+        (Some(cert), Some(key)) => CertificateAuthority::from_pem(&cert?, &key?)
+            .with_context(|| format!("Secret {}/{} does not hold a usable CA", args.namespace, args.ca_secret))?,
+        (None, None) => {
+            let ca = CertificateAuthority::generate(&GenerateOptions::default()).context("generating the CA")?;
+            write(&secrets, stored, [(CA_CERT, ca.cert_pem().to_owned()), (CA_KEY, ca.key_pem())]).await?;
+            eprintln!("wrote a new CA into Secret {}/{}", args.namespace, args.ca_secret);
+            ca
+        }
+        (Some(_), None) | (None, Some(_)) => anyhow::bail!(
+            "Secret {}/{} holds only one of {CA_CERT} and {CA_KEY}: empty it to have a new CA generated, or \
+             complete it",
+            args.namespace,
+            args.ca_secret
+        ),
+    };
 
     // 2. The serving certificate: keep it while it is ours, names the service and is fresh.
     let opts = GenerateOptions {
         validity: Duration::from_secs(u64::from(args.days) * 86_400),
         ..GenerateOptions::for_service(&args.service, &args.namespace)
     };
-    let existing = secrets.get_opt(&args.secret).await.with_context(|| format!("reading Secret {}", args.secret))?;
-    let renew_reason = match &existing {
-        None => Some("absent".to_owned()),
-        Some(s) => serving_cert_problem(s, &ca, &opts, args.renew_before),
+    let stored = existing(&secrets, &args.namespace, &args.secret).await?;
+    let renew_reason = if [TLS_CERT, TLS_KEY, CA_CERT].iter().all(|k| entry(&stored, k).is_none()) {
+        Some("empty".to_owned())
+    } else {
+        serving_cert_problem(&stored, &ca, &opts, args.renew_before)
     };
     if let Some(reason) = renew_reason {
         let pair = ca.issue_server_cert(&opts).context("issuing the serving certificate")?;
-        let mut fresh = secret(
-            &args.secret,
-            &args.namespace,
-            "kubernetes.io/tls",
+        write(
+            &secrets,
+            stored,
             [(TLS_CERT, pair.cert_pem.clone()), (TLS_KEY, pair.key_pem.clone()), (CA_CERT, ca.cert_pem().to_owned())],
-        );
-        match existing {
-            Some(old) => {
-                fresh.metadata.resource_version = old.metadata.resource_version;
-                secrets
-                    .replace(&args.secret, &PostParams::default(), &fresh)
-                    .await
-                    .with_context(|| format!("updating Secret {}", args.secret))?;
-            }
-            None => {
-                secrets
-                    .create(&PostParams::default(), &fresh)
-                    .await
-                    .with_context(|| format!("creating Secret {}", args.secret))?;
-            }
-        }
+        )
+        .await?;
         eprintln!("issued serving certificate into Secret {}/{} ({reason})", args.namespace, args.secret);
     } else {
         eprintln!("serving certificate in Secret {}/{} is current", args.namespace, args.secret);
@@ -150,24 +133,45 @@ pub(crate) async fn install(args: &CertsInstallArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn secret<const N: usize>(name: &str, namespace: &str, type_: &str, data: [(&str, String); N]) -> Secret {
-    Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(BTreeMap::from([("app.kubernetes.io/part-of".to_owned(), "stowage".to_owned())])),
-            ..Default::default()
-        },
-        type_: Some(type_.to_owned()),
-        data: Some(data.into_iter().map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes()))).collect()),
-        ..Default::default()
-    }
+/// The Secret `name`, which the install manifests create; an error naming it when it is absent.
+async fn existing(secrets: &Api<Secret>, namespace: &str, name: &str) -> anyhow::Result<Secret> {
+    secrets.get_opt(name).await.with_context(|| format!("reading Secret {namespace}/{name}"))?.with_context(|| {
+        format!(
+            "Secret {namespace}/{name} does not exist. `stowage certs install` writes into Secrets that the \
+             install manifests create empty (the stowage-certs overlay, or the Helm chart with \
+             certificates.mode=stowage-certs) and never creates one: apply the manifests, or create it with \
+             `kubectl create secret generic {name} --namespace={namespace}`"
+        )
+    })
+}
+
+/// Replaces the data of `stored` with `data` (an update conditional on the version read, so a
+/// concurrent run fails instead of being overwritten), keeping its type, labels and annotations.
+async fn write<const N: usize>(
+    secrets: &Api<Secret>,
+    mut stored: Secret,
+    data: [(&str, String); N],
+) -> anyhow::Result<()> {
+    let name = stored.metadata.name.clone().unwrap_or_default();
+    stored.data = Some(data.into_iter().map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes()))).collect());
+    stored.string_data = None;
+    stored.metadata.managed_fields = None;
+    secrets.replace(&name, &PostParams::default(), &stored).await.with_context(|| {
+        format!("updating Secret {}/{name}", stored.metadata.namespace.as_deref().unwrap_or_default())
+    })?;
+    Ok(())
+}
+
+/// Entry `key` of a Secret as text; `None` when absent or empty (as the manifests create it).
+fn entry(secret: &Secret, key: &str) -> Option<anyhow::Result<String>> {
+    let bytes = secret.data.as_ref()?.get(key).filter(|b| !b.0.is_empty())?;
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    Some(String::from_utf8(bytes.0.clone()).with_context(|| format!("Secret {name}: {key} is not text")))
 }
 
 fn secret_text(secret: &Secret, key: &str) -> anyhow::Result<String> {
     let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let bytes = secret.data.as_ref().and_then(|d| d.get(key)).with_context(|| format!("Secret {name} has no {key}"))?;
-    String::from_utf8(bytes.0.clone()).with_context(|| format!("Secret {name}: {key} is not text"))
+    entry(secret, key).with_context(|| format!("Secret {name} has no {key}"))?
 }
 
 /// Why the stored serving certificate must be replaced, or `None` when it is fine.

@@ -242,8 +242,9 @@ pub struct MutateArgs {
 pub enum CertsCommand {
     /// Generate a CA and a serving certificate; prints the base64 caBundle.
     Generate(CertsGenerateArgs),
-    /// Create or renew the webhook's certificate Secrets in a cluster and write the caBundle
-    /// into the MutatingWebhookConfiguration (idempotent; run by the certs Job).
+    /// Fill or renew the webhook's certificate Secrets in a cluster (which must exist; the
+    /// install manifests create them empty) and write the caBundle into the
+    /// MutatingWebhookConfiguration (idempotent; run by the certs Job).
     Install(CertsInstallArgs),
 }
 

@@ -197,6 +197,20 @@ async fn stowage_certs_overlay_rbac_is_sufficient_and_refuses_the_rest() {
 
     // --- the certs Job's identity: install certificates, twice (idempotent) ---
     let (certs_kubeconfig, certs_client) = sa_kubeconfig(&cp, "stowage-certs").await;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NS);
+    let certs_secrets: Api<Secret> = Api::namespaced(certs_client.clone(), NS);
+    // The Job may create no Secret (RBAC cannot narrow `create` to a name).
+    assert_forbidden(
+        "certs: create a Secret",
+        certs_secrets
+            .create(&PostParams::default(), &Secret { metadata: meta("made-by-certs"), ..Secret::default() })
+            .await,
+    );
+    // The overlay creates both Secrets, empty, for the Job to fill.
+    for name in ["stowage-ca", "stowage-webhook-tls"] {
+        let empty = secrets.get(name).await.unwrap_or_else(|e| panic!("the overlay creates Secret {name}: {e}"));
+        assert!(empty.data.unwrap_or_default().is_empty(), "Secret {name} is created empty");
+    }
     for round in 1..=2 {
         let out = std::process::Command::new(stowage_bin())
             .args(["certs", "install", &format!("--kubeconfig={}", certs_kubeconfig.display())])
@@ -207,10 +221,11 @@ async fn stowage_certs_overlay_rbac_is_sufficient_and_refuses_the_rest() {
             assert_eq!(stderr.matches("is current").count(), 2, "the second run must change nothing:\n{stderr}");
         }
     }
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NS);
     let tls = secrets.get("stowage-webhook-tls").await.expect("serving Secret");
-    assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
     let data = tls.data.expect("Secret data");
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        assert!(data.get(key).is_some_and(|v| !v.0.is_empty()), "the serving Secret holds {key}");
+    }
     let ca = secrets.get("stowage-ca").await.expect("CA Secret").data.expect("CA data");
     assert_eq!(data.get("ca.crt"), ca.get("ca.crt"), "the serving Secret carries the CA that issued it");
     let mwc = Api::<MutatingWebhookConfiguration>::all(admin.clone()).get("stowage").await.expect("webhook config");
@@ -219,8 +234,19 @@ async fn stowage_certs_overlay_rbac_is_sufficient_and_refuses_the_rest() {
         ca.get("ca.crt"),
         "the caBundle is the CA"
     );
+    // A Secret that is not there is named, not created (as the administrator, who could create it).
+    let out = std::process::Command::new(stowage_bin())
+        .args(["certs", "install", "--secret=absent-tls", &format!("--kubeconfig={}", cp.kubeconfig_path().display())])
+        .output()
+        .expect("stowage certs install");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "certs install with a missing Secret must fail:\n{stderr}");
+    assert!(
+        stderr.contains("Secret stowage-system/absent-tls does not exist"),
+        "the error names the Secret:\n{stderr}"
+    );
+    assert!(secrets.get_opt("absent-tls").await.expect("get").is_none(), "certs install created no Secret");
     // What the certs identity must not do.
-    let certs_secrets: Api<Secret> = Api::namespaced(certs_client.clone(), NS);
     assert_forbidden("certs: list secrets", certs_secrets.list(&ListParams::default()).await);
     secrets
         .create(&PostParams::default(), &Secret { metadata: meta("unrelated"), ..Secret::default() })

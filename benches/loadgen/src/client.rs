@@ -162,9 +162,14 @@ pub async fn run(target: &Target, workload: Arc<dyn Workload>, opts: LoadOptions
     Ok(result)
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// An HTTP/1.1 connection's request sender.
+pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn connect(target: &Target) -> anyhow::Result<Sender> {
+/// Opens one keep-alive HTTP/1.1 connection (TLS when the target has a client configuration).
+///
+/// # Errors
+/// When the TCP connection, the TLS handshake or the HTTP handshake fails.
+pub async fn connect(target: &Target) -> anyhow::Result<Sender> {
     let tcp = TcpStream::connect(target.addr).await.with_context(|| format!("connecting to {}", target.addr))?;
     tcp.set_nodelay(true)?;
     match &target.tls {
@@ -178,6 +183,22 @@ async fn connect(target: &Target) -> anyhow::Result<Sender> {
             handshake(tls).await
         }
     }
+}
+
+/// Sends one `POST` of `body` (JSON) to the target's path on `sender` and reads the whole answer.
+///
+/// # Errors
+/// When the connection fails before the answer is read.
+pub async fn post(sender: &mut Sender, target: &Target, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(target.path.as_str())
+        .header(header::HOST, target.addr.to_string())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))?;
+    sender.ready().await?;
+    let (parts, body) = sender.send_request(request).await?.into_parts();
+    Ok((parts.status, body.collect().await?.to_bytes()))
 }
 
 async fn handshake<IO>(io: IO) -> anyhow::Result<Sender>

@@ -7,7 +7,8 @@
 //! - [`empty`]: baseline servers on the same stack as stowage (`stowage_edge::serve_tls` /
 //!   `serve_plain` + axum) whose handlers return a fixed minimal answer;
 //! - [`fixtures`]: admission reviews (a StatefulSet pod and a large pod) and extender arguments;
-//! - [`report`]: result files, tables, process CPU time and the machine description.
+//! - [`report`]: result files, tables, process CPU time and memory, and the machine description;
+//! - [`slow`]: slow clients that send headers and one body byte, then stall (a bounded flood).
 //!
 //! The benches in the workspace's `benches/` folder drive these; see `scripts/bench.sh`.
 
@@ -16,3 +17,4 @@ pub mod cluster;
 pub mod empty;
 pub mod fixtures;
 pub mod report;
+pub mod slow;

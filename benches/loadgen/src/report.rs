@@ -104,6 +104,40 @@ pub fn rss_kib() -> (u64, u64) {
     (field_kib(&status, "VmRSS:").unwrap_or(0), field_kib(&status, "VmHWM:").unwrap_or(0))
 }
 
+/// `VmRSS` and `VmHWM` (peak) of process `pid`, in KiB (zeros once it has exited).
+#[must_use]
+pub fn process_rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    (field_kib(&status, "VmRSS:").unwrap_or(0), field_kib(&status, "VmHWM:").unwrap_or(0))
+}
+
+/// The first live descendant of `root` (or `root` itself) whose command name is `comm`: the
+/// server process under a supervising shell.
+#[must_use]
+pub fn descendant_named(root: u32, comm: &str) -> Option<u32> {
+    let mut procs: Vec<(u32, u32, String)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let (Some((head, rest)), Some(open)) = (stat.rsplit_once(')'), stat.find('(')) else { continue };
+        let name = head.get(open + 1..).unwrap_or_default().to_owned();
+        let parent = rest.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        procs.push((pid, parent, name));
+    }
+    let mut tree = vec![root];
+    while let Some(pid) = tree.pop() {
+        for (p, parent, name) in &procs {
+            if *p == pid && name == comm {
+                return Some(pid);
+            }
+            if *parent == pid {
+                tree.push(*p);
+            }
+        }
+    }
+    None
+}
+
 /// User + system CPU ticks used so far by process `pid` (`None`: this process).
 #[must_use]
 pub fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
