@@ -18,7 +18,6 @@ use crate::binaries::Binaries;
 use crate::controllers::{self, ControllerManagerFiles};
 use crate::pki::{self, CertPair};
 use crate::process::{Janitor, Supervised, free_ports, indent};
-use crate::scheduler::{SchedulerConfig, SchedulerHandle};
 use crate::wait::scaled;
 
 /// Set to keep the control plane's directory (PKI, logs, configs) after the tests end.
@@ -76,7 +75,7 @@ impl Identity {
 /// their Leases are renewed and their pods become Running/Ready, so real StatefulSets, the real
 /// PV binder and the real node lifecycle work as in a cluster with kubelets.
 ///
-/// The processes live as long as any `ControlPlane` (or [`SchedulerHandle`]) refers to them;
+/// The processes live as long as any `ControlPlane` (or [`crate::SchedulerHandle`]) refers to them;
 /// the one behind [`ControlPlane::shared`] lives until the test process exits. Children never
 /// outlive the test process, even when it is killed (see the `process` module).
 ///
@@ -98,7 +97,7 @@ impl Identity {
 /// # Ok(()) }
 /// ```
 pub struct ControlPlane {
-    cluster: Arc<Cluster>,
+    pub(crate) cluster: Arc<Cluster>,
     client: kube::Client,
 }
 
@@ -309,19 +308,6 @@ impl ControlPlane {
         let mut cmd = std::process::Command::new(kubectl);
         cmd.arg(format!("--kubeconfig={}", self.cluster.kubeconfig.display()));
         Ok(cmd)
-    }
-
-    /// Starts a kube-scheduler with `config` (the harness fills in its kubeconfig) and waits until
-    /// it reports ready. It stops when the handle is dropped or [`SchedulerHandle::stop`] is called.
-    pub async fn start_scheduler(&self, config: &SchedulerConfig) -> Result<SchedulerHandle> {
-        let yaml = config.render(&self.cluster.kubeconfig);
-        SchedulerHandle::start(Arc::clone(&self.cluster), &yaml).await
-    }
-
-    /// Starts a kube-scheduler with a complete KubeSchedulerConfiguration, whose
-    /// `clientConnection.kubeconfig` should be [`ControlPlane::kubeconfig_path`].
-    pub async fn start_scheduler_yaml(&self, config_yaml: &str) -> Result<SchedulerHandle> {
-        SchedulerHandle::start(Arc::clone(&self.cluster), config_yaml).await
     }
 
     /// State and last log lines of etcd, kube-apiserver, kube-controller-manager and kwok.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 
-use crate::control_plane::{Cluster, Identity, LOG_LINES, client_from_yaml, probe_readyz};
+use crate::control_plane::{Cluster, ControlPlane, Identity, LOG_LINES, client_from_yaml, probe_readyz};
 use crate::process::{Supervised, free_ports};
 use crate::wait::scaled;
 
@@ -494,6 +494,23 @@ fn list_item(block: &str) -> String {
         let _ = writeln!(out, "{prefix}{line}");
     }
     out
+}
+
+/// Starting kube-schedulers against a control plane (here, so the control plane does not need to
+/// know the scheduler's types).
+impl ControlPlane {
+    /// Starts a kube-scheduler with `config` (the harness fills in its kubeconfig) and waits until
+    /// it reports ready. It stops when the handle is dropped or [`SchedulerHandle::stop`] is called.
+    pub async fn start_scheduler(&self, config: &SchedulerConfig) -> Result<SchedulerHandle> {
+        let yaml = config.render(&self.cluster.kubeconfig);
+        SchedulerHandle::start(Arc::clone(&self.cluster), &yaml).await
+    }
+
+    /// Starts a kube-scheduler with a complete KubeSchedulerConfiguration, whose
+    /// `clientConnection.kubeconfig` should be [`ControlPlane::kubeconfig_path`].
+    pub async fn start_scheduler_yaml(&self, config_yaml: &str) -> Result<SchedulerHandle> {
+        SchedulerHandle::start(Arc::clone(&self.cluster), config_yaml).await
+    }
 }
 
 #[cfg(test)]
