@@ -288,7 +288,9 @@ async fn a_trickling_body_holds_no_review_slot() {
     assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::REQUEST_TIMEOUT);
 }
 
-#[tokio::test]
+// Two workers: a small review is decided on the worker that read it, and the gated decision
+// below holds its worker until released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_with_503() {
     let limits = Limits { max_in_flight: 1, ..Limits::default() };
     let mut registry = Registry::default();
