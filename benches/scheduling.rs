@@ -13,10 +13,14 @@
 //!    schedulers use the same settings (`percentageOfNodesToScore: 100`, client QPS / burst
 //!    below). A watch records when each pod is first seen bound; pods/s is counted from the
 //!    first to the last binding, and from scheduler start.
-//! 2. **Pod-create latency** with and without the webhook: `stowage serve --components webhook`
-//!    registered by a MutatingWebhookConfiguration (failurePolicy Fail) that selects one of two
-//!    namespaces by label; the same opted-in pod is created in both namespaces alternately, 500
-//!    times one at a time, then 1,000 each with 16 requests in flight (target: p50 overhead ≤ 2 ms).
+//! 2. **Pod-create latency** with and without the webhook (`scheduling/latency.rs`; with
+//!    `STOWAGE_BENCH_LATENCY=1` this phase runs alone, on a control plane of its own): each build
+//!    under test runs `stowage serve --components webhook`, registered by a
+//!    MutatingWebhookConfiguration (failurePolicy Fail) that selects its own namespace by label;
+//!    the same opted-in pod is created round-robin in every namespace and in one no webhook
+//!    selects, 500 times one at a time, then 1,000 each with 16 requests in flight, then each
+//!    namespace alone (target: p50 overhead ≤ 2 ms). CPU per create of every process, the
+//!    webhook's own review time and the apiserver's connections to it are reported per phase.
 //!
 //! 3. **Pods that don't opt in** (`STOWAGE_BENCH_NON_OPTED=1` runs this phase alone, instead of
 //!    1 and 2): pods without any stowage annotation or resource, bound by kube-scheduler without
@@ -29,9 +33,14 @@
 //! first use, see `scripts/control-plane.sh`). Knobs: `STOWAGE_BENCH_NODES` (1000),
 //! `STOWAGE_BENCH_PODS` (2000), `STOWAGE_BENCH_QPS` (5000; burst is twice it),
 //! `STOWAGE_BENCH_CREATES` (500), `STOWAGE_BENCH_COMPARE_BIN` (another build of `stowage`, e.g.
-//! an earlier commit: a fourth batch is bound through it, so two extender designs are measured
-//! side by side in one run; `STOWAGE_BENCH_COMPARE_LABEL` names it in the report). Results: `target/bench-results/scheduling.{json,md}`.
+//! an earlier commit: a fourth batch is bound through it, and its webhook gets a namespace of its
+//! own in the latency phase, so two designs are measured side by side in one run;
+//! `STOWAGE_BENCH_COMPARE_LABEL` names it in the report). Results:
+//! `target/bench-results/scheduling.{json,md}` (`scheduling-latency.{json,md}` for the latency phase alone).
 #![allow(missing_docs)]
+
+#[path = "scheduling/latency.rs"]
+mod latency;
 
 use std::{
     collections::HashSet,
@@ -40,21 +49,20 @@ use std::{
 };
 
 use anyhow::Context as _;
-use base64::Engine as _;
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::{admissionregistration::v1::MutatingWebhookConfiguration, core::v1::Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,
-    api::{DeleteParams, ListParams, PostParams},
+    api::{DeleteParams, ListParams},
     runtime::watcher,
 };
+use latency::{Build, Latency};
 use serde_json::json;
-use stowage_certs::{GenerateOptions, generate_to_dir};
+
 use stowage_fixtures::{pod, statefulset_pod};
 use stowage_loadgen::{
-    client::latency_histogram,
     empty,
-    report::{self, Table, is_bench_run, ms},
+    report::{self, Table, is_bench_run},
 };
 use stowage_testkit::{
     ControlPlane, Extender, SchedulerConfig, StowageArgs, StowageProcess, create, create_nodes, fake_node, metric_sum,
@@ -63,7 +71,6 @@ use stowage_testkit::{
 
 const PROFILE: &str = "stowage.io/profile";
 const MEMBERS: &str = "stowage.io/members";
-const WEBHOOK_LABEL: &str = "bench.stowage.io/webhook";
 const EXTENDER_CONFIG: &str = "profiles:\n  bench: {quorum: zone, zoneSpread: required, nodeSpread: required}\n";
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -333,41 +340,35 @@ async fn schedule(
     Ok(Throughput { pods, first_to_last: last - first.unwrap_or(started), start_to_last: last - started, cpu })
 }
 
-fn webhook_configuration(name: &str, port: u16, ca_pem: &[u8]) -> anyhow::Result<MutatingWebhookConfiguration> {
-    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [{
-            "name": "pods.stowage.io",
-            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": bundle},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"],
-                       "scope": "Namespaced"}],
-            "namespaceSelector": {"matchLabels": {WEBHOOK_LABEL: "on"}},
-            "matchConditions": [{"name": "opted-in",
-                "expression": "has(object.metadata.annotations) && 'stowage.io/profile' in object.metadata.annotations"}],
-            "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
-            "timeoutSeconds": 10, "reinvocationPolicy": "IfNeeded"
-        }]
-    }))?)
+/// The builds whose webhook the latency phase measures: this one, and
+/// `STOWAGE_BENCH_COMPARE_BIN` when set (named by `STOWAGE_BENCH_COMPARE_LABEL`).
+fn latency_builds() -> Vec<Build> {
+    let mut builds = vec![Build { label: "this build".to_owned(), binary: env!("CARGO_BIN_EXE_stowage").into() }];
+    if let Some(binary) = std::env::var_os("STOWAGE_BENCH_COMPARE_BIN") {
+        let label = std::env::var("STOWAGE_BENCH_COMPARE_LABEL").unwrap_or_else(|_| "comparison build".to_owned());
+        builds.push(Build { label, binary: binary.into() });
+    }
+    builds
 }
 
-fn latency_pod(namespace: &str, name: &str) -> Pod {
-    pod(namespace, name).annotate(PROFILE, "default").annotate("stowage.io/group", "latency").build()
-}
-
-/// Creates the pod and returns the call's latency in microseconds and whether it came back
-/// mutated (the webhook sets `schedulerName: stowage`).
-async fn timed_create(api: &Api<Pod>, p: &Pod) -> anyhow::Result<(u64, bool)> {
-    let start = Instant::now();
-    let created = api.create(&PostParams::default(), p).await?;
-    let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
-    Ok((us, created.spec.and_then(|s| s.scheduler_name).as_deref() == Some("stowage")))
+/// `STOWAGE_BENCH_LATENCY=1`: the pod-create latency phase alone, on a control plane of its own.
+async fn latency_only() -> anyhow::Result<()> {
+    let creates = env_num("STOWAGE_BENCH_CREATES", 500);
+    let tmp = tempfile::tempdir()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cp = ControlPlane::start_without_controllers().await?;
+    let latency =
+        Latency::measure(&cp, tmp.path(), &root.join("examples/config.yaml"), &latency_builds(), creates).await?;
+    report::write("scheduling-latency", &latency.json(), &latency.markdown())?;
+    Ok(())
 }
 
 async fn run() -> anyhow::Result<()> {
     if std::env::var_os("STOWAGE_BENCH_NON_OPTED").is_some() {
         return non_opted().await;
+    }
+    if std::env::var_os("STOWAGE_BENCH_LATENCY").is_some() {
+        return latency_only().await;
     }
     let nodes = env_num("STOWAGE_BENCH_NODES", 1_000);
     let pods = env_num("STOWAGE_BENCH_PODS", 2_000);
@@ -457,56 +458,7 @@ async fn run() -> anyhow::Result<()> {
     let ExtenderRun { throughput: with, zones: stowage_zones, verbs, reservations, version: _ } = stowage;
 
     // --- pod-create latency with and without the webhook ---
-    let tls = dir.join("tls");
-    generate_to_dir(&GenerateOptions::default(), &tls)?;
-    let mut webhook = StowageProcess::start(
-        &stowage_args(&cp, "webhook").tls_dir(&tls).config(&root.join("examples/config.yaml")),
-        &dir.join("stowage-webhook.log"),
-    )
-    .await?;
-    let mwc: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    mwc.create(
-        &PostParams::default(),
-        &webhook_configuration("stowage-bench", webhook.webhook.port(), &std::fs::read(tls.join("ca.crt"))?)?,
-    )
-    .await?;
-    let with_ns = namespace_with_labels(&client, "create-webhook", &[(WEBHOOK_LABEL, "on")]).await?;
-    let without_ns = namespace_with_labels(&client, "create-plain", &[]).await?;
-    let with_api: Api<Pod> = Api::namespaced(client.clone(), &with_ns);
-    let without_api: Api<Pod> = Api::namespaced(client.clone(), &without_ns);
-    // The apiserver loads webhook configurations through an informer: wait until it calls ours.
-    poll_until("the webhook registered", Duration::from_secs(60), Duration::from_millis(200), || async {
-        let probe = latency_pod(&with_ns, "probe");
-        let created = with_api.create(&PostParams { dry_run: true, ..PostParams::default() }, &probe).await?;
-        Ok((created.spec.and_then(|s| s.scheduler_name).as_deref() == Some("stowage")).then_some(()))
-    })
-    .await?;
-    let mut sequential = [latency_histogram(), latency_histogram()];
-    for i in 0..creates {
-        for (k, api, ns) in [(0, &with_api, &with_ns), (1, &without_api, &without_ns)] {
-            let (us, mutated) = timed_create(api, &latency_pod(ns, &format!("seq-{i}"))).await?;
-            anyhow::ensure!(mutated == (k == 0), "pod {ns}/seq-{i}: mutated is {mutated}");
-            sequential[k].saturating_record(us);
-        }
-    }
-    let concurrent_creates = creates * 2;
-    let timings: Vec<(usize, u64)> = futures::stream::iter((0..concurrent_creates).flat_map(|i| [(0, i), (1, i)]))
-        .map(|(k, i)| {
-            let (api, ns) = if k == 0 { (&with_api, &with_ns) } else { (&without_api, &without_ns) };
-            async move {
-                let (us, mutated) = timed_create(api, &latency_pod(ns, &format!("par-{i}"))).await?;
-                anyhow::ensure!(mutated == (k == 0), "pod {ns}/par-{i}: mutated is {mutated}");
-                Ok::<_, anyhow::Error>((k, us))
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await?;
-    let mut concurrent = [latency_histogram(), latency_histogram()];
-    for (k, us) in timings {
-        concurrent[k].saturating_record(us);
-    }
-    webhook.kill();
+    let latency = Latency::measure(&cp, dir, &root.join("examples/config.yaml"), &latency_builds(), creates).await?;
 
     // --- report ---
     let ratio = with.pods_per_second() / plain.pods_per_second().max(f64::EPSILON);
@@ -592,24 +544,6 @@ async fn run() -> anyhow::Result<()> {
         )
     });
     let reservation_line = reservations.iter().map(|(event, n)| format!("{event} {n}")).collect::<Vec<_>>().join(", ");
-    let mut lat = Table::new(&["pod create", "webhook", "p50 ms", "p90 ms", "p99 ms", "mean ms", "creates"]);
-    for (mode, hs) in [("sequential", &sequential), ("16 in flight", &concurrent)] {
-        for (k, name) in [(0, "stowage webhook"), (1, "none (baseline)")] {
-            let h = &hs[k];
-            lat.row(vec![
-                mode.to_owned(),
-                name.to_owned(),
-                ms(h.value_at_quantile(0.5)),
-                ms(h.value_at_quantile(0.9)),
-                ms(h.value_at_quantile(0.99)),
-                format!("{:.3}", h.mean() / 1000.0),
-                h.len().to_string(),
-            ]);
-        }
-    }
-    let overhead = |hs: &[hdrhistogram::Histogram<u64>; 2], q: f64| {
-        hs[0].value_at_quantile(q) as f64 / 1000.0 - hs[1].value_at_quantile(q) as f64 / 1000.0
-    };
     let markdown = format!(
         "### Scheduling throughput through a real kube-scheduler ({nodes} nodes in 4 zones, {pods} database pods per batch)\n\n{}\n\
          Ratio with / without the extender: **{ratio:.2}** (target ≥ 0.75); pass-through extender / without: {floor:.2}; \
@@ -619,23 +553,14 @@ async fn run() -> anyhow::Result<()> {
          CPU used by each process from the first to the last binding, per bound pod (user + system, from /proc; \
          the pass-through extender runs inside the bench process, which also watches the pods):\n\n{}\n\
          The extender's own request-duration histogram during the run:\n\n{}\n\
-         Filter reservations during the run (`stowage_ledger_reservations_total`): {}.\n\n{}\
-         ### Pod-create latency through the real apiserver, with and without the webhook\n\n{}\n\
-         p50 overhead: sequential **{:.3} ms**, 16 in flight **{:.3} ms** (target ≤ 2 ms); p99 overhead: sequential \
-         {:.3} ms, 16 in flight {:.3} ms.\n\n\
-         etcd, kube-apiserver, kube-scheduler, stowage and this client all share the machine. {}\n",
+         Filter reservations during the run (`stowage_ledger_reservations_total`): {}.\n\n{}{}",
         sched.render(),
         qps * 2,
         cpu.render(),
         server.render(),
         if reservation_line.is_empty() { "none".to_owned() } else { reservation_line.clone() },
         compared_line,
-        lat.render(),
-        overhead(&sequential, 0.5),
-        overhead(&concurrent, 0.5),
-        overhead(&sequential, 0.99),
-        overhead(&concurrent, 0.99),
-        report::machine_line()
+        latency.markdown(),
     );
     let cpu_json = |t: &Throughput| t.cpu.iter().map(|(p, s)| json!({"process": p, "seconds": s})).collect::<Vec<_>>();
     let raw = json!({
@@ -666,11 +591,7 @@ async fn run() -> anyhow::Result<()> {
             "reservations": reservations.iter().map(|(e, n)| json!({"event": e, "count": n})).collect::<Vec<_>>(),
             "extender_mean_ms": verbs.iter().map(|(v, m, c)| json!({"verb": v, "mean_ms": m, "calls": c})).collect::<Vec<_>>(),
         },
-        "create_latency": {
-            "sequential": {"with_webhook": report::percentiles(&sequential[0]), "without": report::percentiles(&sequential[1])},
-            "concurrent_16": {"with_webhook": report::percentiles(&concurrent[0]), "without": report::percentiles(&concurrent[1])},
-            "p50_overhead_ms": {"sequential": overhead(&sequential, 0.5), "concurrent_16": overhead(&concurrent, 0.5)},
-        },
+        "create_latency": latency.json(),
     });
     report::write("scheduling", &raw, &markdown)?;
     Ok(())

@@ -17,7 +17,7 @@ pub mod planner;
 pub mod review;
 
 pub use admit::{AdmitContext, MemberSource, NoMembers, Outcome, StaticMembers, Verdict, admit, decide};
-pub use handler::{Limits, Reject, WebhookState, router};
+pub use handler::{INLINE_DECISION_MAX_BYTES, Limits, Reject, WebhookState, router};
 pub use metrics::AdmissionMetrics;
 pub use planner::{Denial, Plan, plan};
 pub use review::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation, decode_request};
