@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use axum::{
-    body::Body,
+    body::{Body, HttpBody},
     extract::Request,
     middleware::Next,
     response::{IntoResponse as _, Response},
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::BodyExt as _;
 
 use crate::error::ApiError;
 
@@ -62,15 +62,35 @@ pub fn check_declared(headers: &HeaderMap, limit: usize) -> Result<(), BodyError
 
 /// Reads a whole body of at most `limit` bytes within `timeout`.
 ///
+/// Each frame is copied into one growing buffer and dropped at once. Keeping the frames until the
+/// end (as `http_body_util`'s `collect` does) keeps every buffer the connection read them into
+/// alive: over TLS a frame is a small slice of a much larger read buffer, and a 6.9 MB review
+/// held about 190 MiB that way.
+///
 /// # Errors
 /// [`BodyError::TooLarge`] as soon as the body crosses `limit`, [`BodyError::TimedOut`],
 /// [`BodyError::Unreadable`].
 pub async fn read(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
-    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
-        .await
-        .map_err(|_| BodyError::TimedOut(timeout))?
-        .map_err(|e| if e.is::<LengthLimitError>() { BodyError::TooLarge(limit) } else { BodyError::Unreadable })?;
-    Ok(collected.to_bytes())
+    tokio::time::timeout(timeout, copy_frames(body, limit)).await.map_err(|_| BodyError::TimedOut(timeout))?
+}
+
+/// The first allocation for a body: its declared length up to this, so a client that declares a
+/// large body and then stalls does not get the whole of it reserved.
+const FIRST_CAPACITY: usize = 64 * 1024;
+
+/// Copies the data frames of `body` into one buffer, at most `limit` bytes.
+async fn copy_frames(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let declared = usize::try_from(HttpBody::size_hint(&body).lower()).unwrap_or(usize::MAX);
+    let mut buf = BytesMut::with_capacity(declared.min(limit).min(FIRST_CAPACITY));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Unreadable)?;
+        let Ok(data) = frame.into_data() else { continue };
+        if data.len() > limit - buf.len() {
+            return Err(BodyError::TooLarge(limit));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
 }
 
 /// The middleware form of [`check_declared`]; the streamed limit is axum's `DefaultBodyLimit`,
