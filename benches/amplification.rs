@@ -25,7 +25,7 @@ mod common;
 use std::{path::Path, sync::Arc};
 
 use serde_json::{Map, Value, json};
-use stowage_fixtures::realistic::{CONFIG as EXTENDER_CONFIG, ClusterShape};
+use stowage_fixtures::realistic::ClusterShape;
 use stowage_loadgen::{
     client::{self, Target},
     fixtures::{self, UidTemplate},
@@ -34,7 +34,7 @@ use stowage_loadgen::{
 use stowage_testkit::free_ports;
 use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, time::Instant};
 
-use common::{Server, addr, build_profile, mib};
+use common::{addr, build_profile, mib};
 
 /// The apiserver's limit on a pod's annotations: keys and values, in bytes, together.
 const ANNOTATION_LIMIT: usize = 256 * 1024;
@@ -108,25 +108,8 @@ struct Part {
 
 async fn extender(dir: &Path) -> anyhow::Result<Part> {
     let shape = ClusterShape::new(100, 10);
-    let snapshot = dir.join("cluster.yaml");
-    std::fs::write(&snapshot, shape.snapshot_yaml())?;
-    let config = dir.join("extender-config.yaml");
-    std::fs::write(&config, EXTENDER_CONFIG)?;
     let ports = free_ports(2)?;
-    let server = Server::spawn(
-        "stowage extender",
-        dir,
-        &[
-            "serve".into(),
-            "--components=extender".into(),
-            format!("--snapshot={}", snapshot.display()),
-            format!("--config={}", config.display()),
-            format!("--extender-addr={}", addr(ports[0])),
-            format!("--admin-addr={}", addr(ports[1])),
-            "--admin-auth=none".into(),
-            "--shutdown-delay=0s".into(),
-        ],
-    )?;
+    let server = common::extender(dir, &shape, [ports[0], ports[1]])?;
     server.wait_ready(addr(ports[1])).await?;
     let ready_kib = server.rss_kib().0;
 

@@ -21,28 +21,25 @@
 //! Results: `target/bench-results/http_load.{json,md}`.
 #![allow(missing_docs)]
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+mod common;
 
-use anyhow::Context as _;
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stowage_certs::{GenerateOptions, generate_to_dir};
-use stowage_fixtures::realistic::{CONFIG as EXTENDER_CONFIG, ClusterShape};
+use stowage_fixtures::realistic::ClusterShape;
 use stowage_loadgen::{
     client::{self, LoadOptions, LoadResult, Target, Workload},
     empty,
     fixtures::{self, UidTemplate},
     report::{self, TICKS_PER_SECOND, Table, is_bench_run, ms},
 };
-use stowage_testkit::{Supervised, free_ports, poll_until};
+use stowage_testkit::free_ports;
 use tokio::net::TcpListener;
+
+use common::{Server, addr};
 
 // === workloads ===
 
@@ -166,40 +163,6 @@ fn env_secs(name: &str, default: u64) -> Duration {
     Duration::from_secs(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
 }
 
-fn addr(port: u16) -> SocketAddr {
-    ([127, 0, 0, 1], port).into()
-}
-
-/// A server process and what the tables call it.
-struct Server {
-    label: &'static str,
-    process: Supervised,
-}
-
-fn spawn(label: &'static str, dir: &Path, program: &Path, args: &[String]) -> anyhow::Result<Server> {
-    let mut all = vec!["RUST_LOG=warn".to_owned(), program.display().to_string()];
-    all.extend_from_slice(args);
-    let log = dir.join(format!("{}.log", label.replace([' ', ','], "-")));
-    Ok(Server { label, process: Supervised::spawn(label, Path::new("env"), &all, &log)? })
-}
-
-/// Waits until `GET path` on `addr` answers 200 (or just a TCP accept when `path` is `None`).
-async fn wait_ready(server: &Server, addr: SocketAddr, path: Option<&str>) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    poll_until(server.label, Duration::from_secs(300), Duration::from_millis(100), || async {
-        if let Some(status) = server.process.exit_status() {
-            anyhow::bail!("{} exited with {status}:\n{}", server.label, server.process.log_tail(30));
-        }
-        let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else { return Ok(None) };
-        let Some(path) = path else { return Ok(Some(())) };
-        tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await?;
-        let mut answer = String::new();
-        tcp.read_to_string(&mut answer).await?;
-        Ok(answer.starts_with("HTTP/1.1 200").then_some(()))
-    })
-    .await
-}
-
 struct Row {
     group: &'static str,
     server: &'static str,
@@ -277,8 +240,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let stowage = Path::new(env!("CARGO_BIN_EXE_stowage"));
     let me = std::env::current_exe()?;
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
@@ -287,41 +248,17 @@ async fn run() -> anyhow::Result<()> {
     let mut rows: Vec<Row> = Vec::new();
 
     // --- webhook over TLS ---
-    let tls = dir.join("tls");
-    generate_to_dir(&GenerateOptions::default(), &tls).context("serving certificate")?;
-    let ca = std::fs::read(tls.join("ca.crt"))?;
-    // The member count of the fixture's StatefulSet, as a snapshot (no cluster needed).
-    let members = dir.join("members.yaml");
-    std::fs::write(
-        &members,
-        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: pg-main, namespace: db}\n\
-         spec: {replicas: 3, serviceName: pg-main, selector: {}, template: {spec: {containers: []}}}\n",
-    )?;
+    let (tls, ca) = common::tls_dir(dir)?;
     let ports = free_ports(4)?;
-    let webhook = spawn(
-        "stowage webhook",
-        dir,
-        stowage,
-        &[
-            "serve".into(),
-            "--components=webhook".into(),
-            format!("--snapshot={}", members.display()),
-            format!("--config={}", root.join("examples/config.yaml").display()),
-            format!("--tls-dir={}", tls.display()),
-            format!("--webhook-addr={}", addr(ports[0])),
-            format!("--admin-addr={}", addr(ports[1])),
-            "--admin-auth=none".into(),
-            "--shutdown-delay=0s".into(),
-        ],
-    )?;
-    let empty_webhook = spawn(
+    let webhook = common::webhook(dir, &tls, [ports[0], ports[1]])?;
+    let empty_webhook = Server::spawn_program(
         "empty handler",
         dir,
         &me,
         &["--role".into(), "empty-webhook".into(), addr(ports[2]).to_string(), tls.display().to_string()],
     )?;
-    wait_ready(&webhook, addr(ports[1]), Some("/readyz")).await?;
-    wait_ready(&empty_webhook, addr(ports[2]), None).await?;
+    webhook.wait_ready(addr(ports[1])).await?;
+    empty_webhook.wait_accepting(addr(ports[2])).await?;
     let template = UidTemplate::new(&fixtures::small_pod());
     for connections in env_list("STOWAGE_BENCH_CONNECTIONS", &[1, 8, 32]) {
         let opts = LoadOptions { connections, warmup, duration };
@@ -336,30 +273,16 @@ async fn run() -> anyhow::Result<()> {
 
     // --- extender over plain HTTP ---
     let shape = ClusterShape::new(1_000, 30);
-    let snapshot = dir.join("cluster.yaml");
-    std::fs::write(&snapshot, shape.snapshot_yaml())?;
-    let config = dir.join("extender-config.yaml");
-    std::fs::write(&config, EXTENDER_CONFIG)?;
     let ports = free_ports(3)?;
-    let extender = spawn(
-        "stowage extender",
+    let extender = common::extender(dir, &shape, [ports[0], ports[1]])?;
+    let empty_extender = Server::spawn_program(
+        "empty handler",
         dir,
-        stowage,
-        &[
-            "serve".into(),
-            "--components=extender".into(),
-            format!("--snapshot={}", snapshot.display()),
-            format!("--config={}", config.display()),
-            format!("--extender-addr={}", addr(ports[0])),
-            format!("--admin-addr={}", addr(ports[1])),
-            "--admin-auth=none".into(),
-            "--shutdown-delay=0s".into(),
-        ],
+        &me,
+        &["--role".into(), "empty-extender".into(), addr(ports[2]).to_string()],
     )?;
-    let empty_extender =
-        spawn("empty handler", dir, &me, &["--role".into(), "empty-extender".into(), addr(ports[2]).to_string()])?;
-    wait_ready(&extender, addr(ports[1]), Some("/readyz")).await?;
-    wait_ready(&empty_extender, addr(ports[2]), None).await?;
+    extender.wait_ready(addr(ports[1])).await?;
+    empty_extender.wait_accepting(addr(ports[2])).await?;
     let pod = serde_json::to_value(shape.pending_member())?;
     let body = fixtures::extender_args(&pod, &shape.node_names());
     for connections in env_list("STOWAGE_BENCH_EXTENDER_CONNECTIONS", &[1, 4]) {
