@@ -12,7 +12,7 @@ use k8s_openapi::api::{
 use kube::{Api, api::ListParams};
 use stowage_recovery::{
     audit::{GroupAudit, audit as audit_groups},
-    facts::{NODE_LEASE_NAMESPACE, Objects, group_facts, node_facts},
+    facts::{Lists, NODE_LEASE_NAMESPACE, group_facts, node_facts},
 };
 
 use crate::cli::{AuditArgs, Output};
@@ -83,19 +83,16 @@ pub(crate) async fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         }
         None => live(args).await?,
     };
-    let (nodes, leases) = (shared(cluster.nodes), shared(cluster.leases));
-    let (pods, claims) = (shared(cluster.pods), shared(cluster.claims));
-    let (volumes, statefulsets) = (shared(cluster.volumes), shared(cluster.statefulsets));
-    let objects = Objects {
-        nodes: &nodes,
-        leases: &leases,
-        pods: &pods,
-        claims: &claims,
-        volumes: &volumes,
-        statefulsets: &statefulsets,
+    let lists = Lists {
+        nodes: shared(cluster.nodes),
+        leases: shared(cluster.leases),
+        pods: shared(cluster.pods),
+        claims: shared(cluster.claims),
+        volumes: shared(cluster.volumes),
+        statefulsets: shared(cluster.statefulsets),
     };
-    let groups = group_facts(&objects, &config);
-    let report = audit_groups(&groups, &node_facts(&nodes, &leases, &config));
+    let groups = group_facts(&lists.objects(), &config);
+    let report = audit_groups(&groups, &node_facts(&lists.nodes, &lists.leases, &config));
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "groups": report }))?),
         Output::Text => print!("{}", text(&report)),

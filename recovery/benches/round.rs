@@ -12,21 +12,14 @@
 use std::{collections::BTreeMap, hint::black_box, sync::Arc, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use k8s_openapi::{
-    api::{
-        apps::v1::StatefulSet,
-        coordination::v1::Lease,
-        core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod},
-    },
-    jiff::Timestamp,
-};
+use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 use stowage_policy::Config;
 use stowage_recovery::{
     Decision,
     audit::audit,
     debug::Round,
-    facts::{NODE_LEASE_NAMESPACE, Objects, group_facts, node_facts},
+    facts::{Lists, NODE_LEASE_NAMESPACE, group_facts, node_facts},
     round::round,
 };
 
@@ -37,33 +30,17 @@ struct Shape {
     dead: usize,
 }
 
-/// The caches as the controller holds them (`Arc`s of trimmed objects).
-struct Cluster {
-    nodes: Vec<Arc<Node>>,
-    leases: Vec<Arc<Lease>>,
-    pods: Vec<Arc<Pod>>,
-    claims: Vec<Arc<PersistentVolumeClaim>>,
-    volumes: Vec<Arc<PersistentVolume>>,
-    statefulsets: Vec<Arc<StatefulSet>>,
-}
-
 fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<T> {
     Arc::new(serde_json::from_value(v).expect("valid object"))
 }
 
 const ZONES: [&str; 3] = ["a", "b", "c"];
 
-fn generate(shape: &Shape) -> Cluster {
+/// The caches as the controller holds them (`Arc`s of trimmed objects).
+fn generate(shape: &Shape) -> Lists {
     let old = "2026-01-01T00:00:00Z";
     let node_name = |i: usize| format!("node-{i:05}");
-    let mut c = Cluster {
-        nodes: Vec::new(),
-        leases: Vec::new(),
-        pods: Vec::new(),
-        claims: Vec::new(),
-        volumes: Vec::new(),
-        statefulsets: Vec::new(),
-    };
+    let mut c = Lists::default();
     for i in 0..shape.nodes {
         let name = node_name(i);
         let dead = i < shape.dead;
@@ -126,23 +103,23 @@ fn generate(shape: &Shape) -> Cluster {
     c
 }
 
-/// What the controller does with its stores every round: takes their `Arc`s (as
-/// `reflector::Store::state` hands them out), keeps the opted-in pods, runs [`round`] and
-/// builds the `/debug/recovery` view; without the API writes.
-fn leader_round(c: &Cluster, cfg: &Config, now: Timestamp) -> (usize, Round) {
-    let (nodes, leases) = (c.nodes.clone(), c.leases.clone());
-    let mut pods = c.pods.clone();
-    pods.retain(|p| stowage_policy::annotations::opted_in(&p.metadata));
-    let (claims, volumes, statefulsets) = (c.claims.clone(), c.volumes.clone(), c.statefulsets.clone());
-    let objects = Objects {
-        nodes: &nodes,
-        leases: &leases,
-        pods: &pods,
-        claims: &claims,
-        volumes: &volumes,
-        statefulsets: &statefulsets,
-    };
-    let plan = round(&objects, cfg, Vec::new(), 1, now);
+/// What the controller takes from its stores every round: their `Arc`s (as
+/// `reflector::Store::state` hands them out), keeping the opted-in pods.
+fn take_from_caches(caches: &Lists) -> Lists {
+    Lists::for_round(
+        caches.nodes.clone(),
+        caches.leases.clone(),
+        caches.pods.clone(),
+        caches.claims.clone(),
+        caches.volumes.clone(),
+        caches.statefulsets.clone(),
+    )
+}
+
+/// What the controller does with its stores every round: [`take_from_caches`], runs [`round`]
+/// and builds the `/debug/recovery` view; without the API writes.
+fn leader_round(caches: &Lists, cfg: &Config, now: Timestamp) -> (usize, Round) {
+    let plan = round(&take_from_caches(caches).objects(), cfg, Vec::new(), 1, now);
     let acting = plan.decisions.iter().filter(|d| !matches!(d.decision, Decision::Nothing)).count();
     (acting, Round::new(now.to_string(), 0, &plan.audits, BTreeMap::new(), Vec::new()))
 }
@@ -165,26 +142,12 @@ fn benches(c: &mut Criterion) {
     let id = format!("{}n_{}p_{}g", shape.nodes, shape.pods, shape.groups);
     g.bench_function(format!("full/{id}"), |b| b.iter(|| black_box(leader_round(&cluster, &cfg, now))));
     // The parts, to see where the time goes.
-    g.bench_function(format!("take_from_caches/{id}"), |b| {
-        b.iter(|| {
-            let mut pods = cluster.pods.clone();
-            pods.retain(|p| stowage_policy::annotations::opted_in(&p.metadata));
-            black_box((pods, cluster.claims.clone(), cluster.volumes.clone(), cluster.nodes.clone()))
-        });
-    });
-    let mut pods = cluster.pods.clone();
-    pods.retain(|p| stowage_policy::annotations::opted_in(&p.metadata));
-    let objects = Objects {
-        nodes: &cluster.nodes,
-        leases: &cluster.leases,
-        pods: &pods,
-        claims: &cluster.claims,
-        volumes: &cluster.volumes,
-        statefulsets: &cluster.statefulsets,
-    };
+    g.bench_function(format!("take_from_caches/{id}"), |b| b.iter(|| black_box(take_from_caches(&cluster))));
+    let taken = take_from_caches(&cluster);
+    let objects = taken.objects();
     g.bench_function(format!("group_facts/{id}"), |b| b.iter(|| black_box(group_facts(&objects, &cfg))));
     let groups = group_facts(&objects, &cfg);
-    let facts = node_facts(&cluster.nodes, &cluster.leases, &cfg);
+    let facts = node_facts(&taken.nodes, &taken.leases, &cfg);
     g.bench_function(format!("audit/{id}"), |b| b.iter(|| black_box(audit(&groups, &facts))));
     g.finish();
 }

@@ -43,7 +43,7 @@ use crate::{
     audit::{GroupAudit, GroupState, PendingReason},
     debug::{self, DebugView, Flight, Held, Round},
     decide::{Action, Decision, Gate, ReportOnly},
-    facts::{GroupFacts, MemberFacts, NODE_LEASE_NAMESPACE, Objects},
+    facts::{GroupFacts, Lists, MemberFacts, NODE_LEASE_NAMESPACE},
     lease::{LeaseElector, Role},
     metrics::{GateLabels, ModeLabels, ReasonLabels, RecoveryMetrics, StateLabels, TransitionLabels},
     round::{InFlight, RoundPlan, counted, round},
@@ -466,22 +466,17 @@ impl Controller {
         started: Instant,
     ) {
         let cfg = self.config.load_full();
-        // The stores' own Arcs: no object is copied. Only opted-in pods can be members.
-        let (nodes, leases) = (stores.nodes.state(), stores.leases.state());
-        let mut pods = stores.pods.state();
-        pods.retain(|p| stowage_policy::annotations::opted_in(&p.metadata));
-        let (claims, volumes, statefulsets) =
-            (stores.claims.state(), stores.volumes.state(), stores.statefulsets.state());
-        let objects = Objects {
-            nodes: &nodes,
-            leases: &leases,
-            pods: &pods,
-            claims: &claims,
-            volumes: &volumes,
-            statefulsets: &statefulsets,
-        };
+        // The stores' own Arcs: no object is copied.
+        let lists = Lists::for_round(
+            stores.nodes.state(),
+            stores.leases.state(),
+            stores.pods.state(),
+            stores.claims.state(),
+            stores.volumes.state(),
+            stores.statefulsets.state(),
+        );
         let now = Timestamp::now();
-        let plan = round(&objects, &cfg, std::mem::take(&mut self.in_flight), self.options.max_in_flight, now);
+        let plan = round(&lists.objects(), &cfg, std::mem::take(&mut self.in_flight), self.options.max_in_flight, now);
         self.check_in_flight(&plan, now, events).await;
 
         let mut held: BTreeMap<&'static str, i64> = Gate::LABELS.iter().map(|g| (*g, 0)).collect();

@@ -179,6 +179,54 @@ pub struct Objects<'a> {
     pub statefulsets: &'a [Arc<StatefulSet>],
 }
 
+/// The same objects owned, as the watch caches hand them out (their `Arc`s, never the objects
+/// copied); [`Lists::objects`] borrows them for the facts.
+#[derive(Debug, Clone, Default)]
+pub struct Lists {
+    /// Nodes.
+    pub nodes: Vec<Arc<Node>>,
+    /// Node Leases (those outside `kube-node-lease` are ignored).
+    pub leases: Vec<Arc<Lease>>,
+    /// Pods.
+    pub pods: Vec<Arc<Pod>>,
+    /// Claims.
+    pub claims: Vec<Arc<PersistentVolumeClaim>>,
+    /// Volumes.
+    pub volumes: Vec<Arc<PersistentVolume>>,
+    /// StatefulSets.
+    pub statefulsets: Vec<Arc<StatefulSet>>,
+}
+
+impl Lists {
+    /// What the leader takes from its caches for a round: every list as it is, except the pods,
+    /// of which only the opted-in ones are kept (no other pod can be a member).
+    #[must_use]
+    pub fn for_round(
+        nodes: Vec<Arc<Node>>,
+        leases: Vec<Arc<Lease>>,
+        mut pods: Vec<Arc<Pod>>,
+        claims: Vec<Arc<PersistentVolumeClaim>>,
+        volumes: Vec<Arc<PersistentVolume>>,
+        statefulsets: Vec<Arc<StatefulSet>>,
+    ) -> Self {
+        pods.retain(|p| annotations::opted_in(&p.metadata));
+        Self { nodes, leases, pods, claims, volumes, statefulsets }
+    }
+
+    /// The lists, borrowed.
+    #[must_use]
+    pub fn objects(&self) -> Objects<'_> {
+        Objects {
+            nodes: &self.nodes,
+            leases: &self.leases,
+            pods: &self.pods,
+            claims: &self.claims,
+            volumes: &self.volumes,
+            statefulsets: &self.statefulsets,
+        }
+    }
+}
+
 /// Node facts for every node.
 #[must_use]
 pub fn node_facts(nodes: &[Arc<Node>], leases: &[Arc<Lease>], cfg: &Config) -> Nodes {
@@ -451,16 +499,15 @@ mod tests {
         let sts: Vec<StatefulSet> =
             vec![from(json!({"metadata": {"name": "pg", "namespace": "db"}, "spec": {"replicas": 3,
             "selector": {}, "serviceName": "pg", "template": {}}}))];
-        let (pods, claims, volumes, sts) = (arcs(pods), arcs(claims), arcs(volumes), arcs(sts));
-        let objects = Objects {
-            nodes: &nodes,
-            leases: &leases,
-            pods: &pods,
-            claims: &claims,
-            volumes: &volumes,
-            statefulsets: &sts,
+        let lists = Lists {
+            nodes,
+            leases,
+            pods: arcs(pods),
+            claims: arcs(claims),
+            volumes: arcs(volumes),
+            statefulsets: arcs(sts),
         };
-        let groups = group_facts(&objects, &cfg);
+        let groups = group_facts(&lists.objects(), &cfg);
         assert_eq!(groups.len(), 1);
         let g = &groups[0];
         assert_eq!((g.key.to_string(), g.n, g.statefulset.as_deref()), ("db/pg".to_owned(), 3, Some("pg")));
