@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// Largest accepted admission request body.
     #[arg(long, default_value_t = 7 * 1024 * 1024)]
     pub webhook_max_body_bytes: usize,
+    /// Bytes of reviews above 64 KiB decided at once; a large review beyond that is refused
+    /// with 503 at once. Decoding takes up to about 30 times a review's size: keep this near a
+    /// thirty-second of the webhook container's memory limit.
+    #[arg(long, default_value_t = 7 * 1024 * 1024)]
+    pub webhook_max_large_bytes_in_flight: usize,
     /// Largest accepted extender request body (full Node lists are big).
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub extender_max_body_bytes: usize,

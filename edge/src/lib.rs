@@ -37,5 +37,5 @@ pub use content_type::{NotJson, require_json};
 pub use error::ApiError;
 pub use probes::{Probe, probes};
 pub use protocol::Protocol;
-pub use shed::{Overloaded, Slots};
+pub use shed::{Budget, Overloaded, Slots};
 pub use trace::traced;

@@ -46,6 +46,7 @@ pub(super) async fn start(
             .with_skip_namespaces(args.webhook_skip_namespaces.iter().filter(|n| !n.is_empty()).cloned().collect())
             .with_limits(Limits {
                 max_body_bytes: args.webhook_max_body_bytes,
+                max_large_bytes_in_flight: args.webhook_max_large_bytes_in_flight,
                 timeout: args.webhook_timeout,
                 ..Limits::default()
             }),

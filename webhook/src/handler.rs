@@ -23,7 +23,7 @@ use axum::{
     routing::post,
 };
 use http::{HeaderValue, StatusCode, header};
-use stowage_edge::{ApiError, BodyError, NotJson, Probe, Slots};
+use stowage_edge::{ApiError, BodyError, Budget, NotJson, Probe, Slots};
 use stowage_policy::Config;
 use tower::{BoxError, ServiceBuilder};
 use tracing::{debug, warn};
@@ -50,6 +50,13 @@ pub struct Limits {
     /// Default 1s: the apiserver sends a review at once; only a slow or hostile client needs
     /// longer.
     pub body_timeout: Duration,
+    /// Bytes of reviews above [`INLINE_DECISION_MAX_BYTES`] decided at once; a large review
+    /// that does not fit in what is left is refused with 503 at once. Decoding takes up to about
+    /// 30 times a review's size (a 6.9 MB review of 300,000 annotation keys: 213 MiB), so this,
+    /// not the count of reviews, bounds the webhook's memory. Default 7 MiB: one review of the
+    /// largest size, or several smaller ones, at a time; keep it at about a thirty-second of
+    /// the container's memory limit above the idle process.
+    pub max_large_bytes_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +66,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(2),
             max_in_flight: 512,
             body_timeout: Duration::from_secs(1),
+            max_large_bytes_in_flight: 7 * 1024 * 1024,
         }
     }
 }
@@ -71,6 +79,8 @@ pub struct WebhookState {
     limits: Limits,
     /// Review slots ([`Limits::max_in_flight`]).
     slots: Slots,
+    /// Bytes of large reviews being decided ([`Limits::max_large_bytes_in_flight`]).
+    large: Budget,
     ready: AtomicBool,
     metrics: AdmissionMetrics,
 }
@@ -96,6 +106,7 @@ impl WebhookState {
             skip_namespaces: Vec::new(),
             limits: Limits::default(),
             slots: Slots::new(Limits::default().max_in_flight),
+            large: Budget::new(Limits::default().max_large_bytes_in_flight),
             ready: AtomicBool::new(false),
             metrics,
         }
@@ -120,6 +131,7 @@ impl WebhookState {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self.slots = Slots::new(limits.max_in_flight);
+        self.large = Budget::new(limits.max_large_bytes_in_flight);
         self
     }
 
@@ -308,11 +320,14 @@ async fn review(state: Arc<WebhookState>, request: Request, started: Instant) ->
         let _slot = slot;
         return decide_and_encode(&state, &body, started);
     }
+    // Decoding a large review costs memory in proportion to its size: refuse it at once when
+    // the large reviews already being decided leave too little of the budget.
+    let bytes = state.large.try_take(body.len()).map_err(|_| Reject::Overloaded)?;
     // Decoding and deciding a large review is CPU work: off the I/O threads. The router's
-    // timeout still answers the client in time; the slot is held until the work ends, so at
-    // most `max_in_flight` decisions ever run.
+    // timeout still answers the client in time; the slot and the bytes are held until the work
+    // ends, so at most `max_in_flight` decisions and `max_large_bytes_in_flight` bytes ever run.
     tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+        let (_slot, _bytes) = (slot, bytes);
         decide_and_encode(&state, &body, started)
     })
     .await

@@ -323,6 +323,46 @@ async fn overload_is_shed_with_503() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// `review` with an annotation of `bytes` bytes: a review above the inline size.
+fn padded(review: &[u8], bytes: usize) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(review).unwrap();
+    review["request"]["object"]["metadata"]["annotations"]["example.com/padding"] = json!("x".repeat(bytes));
+    serde_json::to_vec(&review).unwrap()
+}
+
+// Large reviews are bounded by their bytes, not their count: decoding costs memory in
+// proportion to size, and four 6.9 MB reviews at once took 532 MiB of a 256 MiB container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_reviews_beyond_the_byte_budget_are_shed_and_small_ones_still_pass() {
+    let limits = Limits { max_large_bytes_in_flight: 150 * 1024, ..Limits::default() };
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new((entered_tx, release_rx));
+    let members = move |_: &str, _: &str| {
+        let gate = gate.lock().unwrap();
+        let _ = gate.0.send(());
+        let _ = gate.1.recv();
+        Some(3)
+    };
+    let config = Arc::new(ArcSwap::from_pointee(common::config(CONFIG)));
+    let state = WebhookState::new(config, AdmissionMetrics::new()).with_limits(limits).with_members(Arc::new(members));
+    let app = router(Arc::new(state));
+    // A 100 KiB review held in its decision keeps 100 KiB of the 150 KiB budget.
+    let busy = tokio::spawn(app.clone().oneshot(json_request(padded(&member_review_body(), 100 * 1024))));
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
+
+    let (status, headers, body) = send(app.clone(), json_request(padded(&review_body(), 100 * 1024))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a second large review fit: {body}");
+    error_message(status, &headers, &body);
+    let (status, _, body) = send(app.clone(), json_request(review_body())).await;
+    assert_eq!(status, StatusCode::OK, "a small review was refused: {body}");
+
+    release_tx.send(()).unwrap();
+    assert_eq!(busy.await.unwrap().unwrap().status(), StatusCode::OK);
+    let (status, _, body) = send(app, json_request(padded(&review_body(), 100 * 1024))).await;
+    assert_eq!(status, StatusCode::OK, "the budget was not given back: {body}");
+}
+
 #[tokio::test]
 async fn probes() {
     let state = state_with(Limits::default(), AdmissionMetrics::new());
