@@ -288,14 +288,13 @@ async fn a_trickling_body_holds_no_review_slot() {
     assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::REQUEST_TIMEOUT);
 }
 
-// Two workers: a small review is decided on the worker that read it, and the gated decision
-// below holds its worker until released.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overload_is_shed_with_503() {
-    let limits = Limits { max_in_flight: 1, ..Limits::default() };
-    let mut registry = Registry::default();
-    let metrics = AdmissionMetrics::register(&mut registry);
-    // A member source that blocks the first decision until told, so it holds the only slot.
+/// A webhook whose StatefulSet member lookup blocks until released, so the first review of a
+/// StatefulSet pod holds what it took (a slot, bytes of the budget) while a test looks. Returns
+/// the router, what says the lookup was entered, and what releases it.
+fn gated_app(
+    limits: Limits,
+    metrics: AdmissionMetrics,
+) -> (Router, std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
     let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let gate = std::sync::Mutex::new((entered_tx, release_rx));
@@ -307,7 +306,17 @@ async fn overload_is_shed_with_503() {
     };
     let config = Arc::new(ArcSwap::from_pointee(common::config(CONFIG)));
     let state = WebhookState::new(config, metrics).with_limits(limits).with_members(Arc::new(members));
-    let app = router(Arc::new(state));
+    (router(Arc::new(state)), entered_rx, release_tx)
+}
+
+// Two workers: a small review is decided on the worker that read it, and the gated decision
+// below holds its worker until released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_shed_with_503() {
+    let limits = Limits { max_in_flight: 1, ..Limits::default() };
+    let mut registry = Registry::default();
+    // The first decision blocks until told, so it holds the only slot.
+    let (app, entered_rx, release_tx) = gated_app(limits, AdmissionMetrics::register(&mut registry));
     let busy = tokio::spawn(app.clone().oneshot(json_request(member_review_body())));
     tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
     let (status, headers, body) = send(app.clone(), json_request(review_body())).await;
@@ -335,18 +344,7 @@ fn padded(review: &[u8], bytes: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_reviews_beyond_the_byte_budget_are_shed_and_small_ones_still_pass() {
     let limits = Limits { max_large_bytes_in_flight: 150 * 1024, ..Limits::default() };
-    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let gate = std::sync::Mutex::new((entered_tx, release_rx));
-    let members = move |_: &str, _: &str| {
-        let gate = gate.lock().unwrap();
-        let _ = gate.0.send(());
-        let _ = gate.1.recv();
-        Some(3)
-    };
-    let config = Arc::new(ArcSwap::from_pointee(common::config(CONFIG)));
-    let state = WebhookState::new(config, AdmissionMetrics::new()).with_limits(limits).with_members(Arc::new(members));
-    let app = router(Arc::new(state));
+    let (app, entered_rx, release_tx) = gated_app(limits, AdmissionMetrics::new());
     // A 100 KiB review held in its decision keeps 100 KiB of the 150 KiB budget.
     let busy = tokio::spawn(app.clone().oneshot(json_request(padded(&member_review_body(), 100 * 1024))));
     tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
