@@ -43,6 +43,7 @@
 //! `target/bench-results/scheduling.{json,md}` (`scheduling-latency.{json,md}` for the latency phase alone).
 #![allow(missing_docs)]
 
+mod common;
 #[path = "scheduling/latency.rs"]
 mod latency;
 

@@ -26,6 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::common::{Server, addr};
 use anyhow::Context as _;
 use base64::Engine as _;
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -42,7 +43,7 @@ use stowage_loadgen::{
     report::{self, Table, ms},
 };
 use stowage_testkit::{
-    ControlPlane, StowageArgs, StowageProcess, Supervised, free_ports, metric_sum, namespace_with_labels, poll_until,
+    ControlPlane, StowageArgs, StowageProcess, free_ports, metric_sum, namespace_with_labels, poll_until,
 };
 
 const PROFILE: &str = "stowage.io/profile";
@@ -64,14 +65,14 @@ enum Hook {
     Stowage(StowageProcess),
     /// A floor webhook (this bench re-executed in the role `floor-webhook`, see
     /// `stowage_loadgen::empty::floor_webhook_router`), on `port`.
-    Floor { process: Supervised, port: u16 },
+    Floor { server: Server, port: u16 },
 }
 
 impl Hook {
     fn pid(&self) -> Option<u32> {
         match self {
             Self::Stowage(w) => w.pid(),
-            Self::Floor { process, .. } => Some(process.pid()),
+            Self::Floor { server, .. } => Some(server.process.pid()),
         }
     }
 
@@ -265,7 +266,7 @@ pub fn role(args: &[String]) -> Option<anyhow::Result<()>> {
 }
 
 /// Starts a floor webhook answering every review with `answer`'s fields, on a free port.
-async fn start_floor(dir: &Path, tls: &Path, i: usize, answer: &Map<String, Value>) -> anyhow::Result<Hook> {
+async fn start_floor(dir: &Path, tls: &Path, floor: Floor, answer: &Map<String, Value>) -> anyhow::Result<Hook> {
     let port = *free_ports(1)?.first().context("a free port")?;
     let args = vec![
         "--role".to_owned(),
@@ -274,13 +275,9 @@ async fn start_floor(dir: &Path, tls: &Path, i: usize, answer: &Map<String, Valu
         tls.display().to_string(),
         serde_json::to_string(answer)?,
     ];
-    let log = dir.join(format!("floor-webhook-{i}.log"));
-    let process = Supervised::spawn(&format!("floor webhook {i}"), &std::env::current_exe()?, &args, &log)?;
-    poll_until("the floor webhook listening", Duration::from_secs(30), Duration::from_millis(50), || async {
-        Ok(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ()))
-    })
-    .await?;
-    Ok(Hook::Floor { process, port })
+    let server = Server::spawn_program(floor.label(), dir, &std::env::current_exe()?, &args)?;
+    server.wait_accepting(addr(port)).await?;
+    Ok(Hook::Floor { server, port })
 }
 
 /// Registers `hook` by a MutatingWebhookConfiguration of its own that selects a new namespace,
@@ -386,7 +383,7 @@ impl Latency {
         if floors {
             let first = first_answer(&baseline, &arms[0], &ca).await?;
             for floor in Floor::ALL {
-                let hook = start_floor(dir, &tls, arms.len(), &floor.answer(&first)).await?;
+                let hook = start_floor(dir, &tls, floor, &floor.answer(&first)).await?;
                 arms.push(register(&client, &ca, arms.len(), floor.label(), hook, floor != Floor::Allow).await?);
             }
         }
@@ -425,7 +422,7 @@ impl Latency {
         for arm in &mut arms {
             match &mut arm.hook {
                 Some(Hook::Stowage(w)) => w.kill(),
-                Some(Hook::Floor { process, .. }) => process.stop(),
+                Some(Hook::Floor { server, .. }) => server.process.stop(),
                 None => {}
             }
         }
